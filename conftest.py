@@ -1,0 +1,44 @@
+"""Wires pytest to the harness: command-line options, the e2e marker, and fixtures that are thin shells over
+the library's context managers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("sticky-harness")
+    group.addoption("--backend", default="local", choices=["local"], help="cluster backend for e2e tests")
+    group.addoption("--topology", action="append", default=[], help="limit e2e tests to these topologies")
+    group.addoption("--keep-reports", action="store_true", help="write e2e runs to ./reports instead of tmp")
+    group.addoption("--e2e-duration", default="20s", help="swarm duration of each e2e run")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    wanted = set(config.getoption("--topology"))
+    if not wanted:
+        return
+    skip = pytest.mark.skip(reason="not among the --topology options")
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        topology = callspec.params.get("topology_name") if callspec else None
+        if topology is not None and topology not in wanted:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def e2e_reports_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    if request.config.getoption("--keep-reports"):
+        from harness.runs import default_reports_dir
+
+        return default_reports_dir()
+    return tmp_path / "reports"
+
+
+@pytest.fixture
+def e2e_duration(request: pytest.FixtureRequest) -> float:
+    from harness.topology import parse_duration
+
+    return parse_duration(request.config.getoption("--e2e-duration"))

@@ -1,0 +1,89 @@
+"""The interface every cluster backend implements.
+
+A backend turns a topology into running pieces and gives the harness four things: an entry URL for clients,
+the pods that exist (so checks know which pods could have served), a way to scale a component while clients
+run, and a way to take everything down again, also when bringing it up failed halfway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+from harness.topology import Topology
+
+__all__ = ["Cluster", "Component", "Pod"]
+
+Component = Literal["app", "tier"]
+
+
+@dataclass(frozen=True, slots=True)
+class Pod:
+    name: str
+    component: Component
+    node: str
+    address: str
+    port: int
+    ready: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "component": self.component,
+            "node": self.node,
+            "address": self.address,
+            "port": self.port,
+            "ready": self.ready,
+        }
+
+
+class Cluster(ABC):
+    """A topology brought up on some backend. Use as a context manager: ``with backend(...) as cluster:``."""
+
+    topology: Topology
+    run_id: str
+
+    @abstractmethod
+    def up(self) -> None:
+        """Create every piece and return once a handshake through the entry point answers.
+
+        On failure, whatever was made is taken down before the error propagates."""
+
+    @abstractmethod
+    def down(self) -> None:
+        """Stop and remove everything this cluster started. Safe to call twice, and after a failed ``up``."""
+
+    @property
+    @abstractmethod
+    def entry_url(self) -> str:
+        """Where clients connect: the load balancer's URL (``http://host:port``)."""
+
+    @abstractmethod
+    def pods(self, component: Component = "app") -> list[Pod]:
+        """The pods of a component that exist now, in creation order."""
+
+    @abstractmethod
+    def scale(self, component: Component, replicas: int) -> None:
+        """Change a component's replica count and return once the change is in effect: new pods ready and in the
+        endpoints, removed pods out of the endpoints first and then stopped, as Kubernetes does."""
+
+    @abstractmethod
+    def status(self) -> dict[str, Any]:
+        """What is running and how it is doing, JSON-serialisable (for ``harness status`` and evidence)."""
+
+    def __enter__(self) -> Cluster:
+        try:
+            self.up()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.down()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.down()

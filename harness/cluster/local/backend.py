@@ -1,0 +1,503 @@
+"""The local backend: a topology as real processes on loopback addresses, no containers needed.
+
+App pods are real Socket.IO servers (``python -m harness.app`` under uvicorn, or the user's own command), each on
+its own 127.x address; the nginx tier runs real nginx with the config shipped in ``clusters/templates``; the load
+balancer and every node's kube-proxy run in one network daemon (``harness.net.netd``). Scaling starts or stops
+pods and updates the endpoints that the nodes and the tier see, in the order Kubernetes does it.
+
+The state of a cluster brought up with ``harness up`` is kept in a JSON file so that ``harness status`` and
+``harness down`` (other processes) can find it again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import random
+import socket
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from harness.cluster.base import Cluster, Component, Pod
+from harness.cluster.local.nginx import NginxPod
+from harness.cluster.local.processes import ManagedProcess, find_run_processes, kill_group, spawn, wait_until
+from harness.errors import HarnessError, SetupError, UsageError
+from harness.net import addresses
+from harness.net.netd import NetPlan, NodePlan, ServicePlan, control
+from harness.topology import Topology, load_topology
+
+__all__ = ["LocalCluster", "Ports"]
+
+log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 20.0
+
+
+class Ports:
+    """The ports of one run: every piece has its own address, so one port per role is enough."""
+
+    OFFSETS = {"lb": 0, "node_port": 1, "cluster_port": 2, "tier": 3, "app": 4}
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.lb = base
+        self.node_port = base + 1
+        self.cluster_port = base + 2
+        self.tier = base + 3
+        self.app = base + 4
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def handshake(url: str, timeout: float = 1.0) -> str | None:
+    """One Engine.IO polling handshake; the x-pod of a 200 answer ('' if none), or None if it failed."""
+    try:
+        with requests.Session() as session:
+            response = session.get(f"{url}/socket.io/?EIO=4&transport=polling", timeout=timeout)
+    except requests.RequestException:
+        return None
+    if response.status_code != 200 or not response.text.startswith("0"):
+        return None
+    return response.headers.get("x-pod", "")
+
+
+class LocalCluster(Cluster):
+    def __init__(
+        self,
+        topology: Topology,
+        *,
+        run_id: str,
+        run_dir: Path,
+        seed: int,
+        base_port: int | None = None,
+        attached: bool = True,
+        app_cmd: list[str] | None = None,
+    ) -> None:
+        self.topology = topology
+        self.run_id = run_id
+        self.run_dir = run_dir
+        self.seed = seed
+        self.attached = attached
+        self.app_cmd = app_cmd
+        self._base_port = base_port
+        self.ports: Ports | None = None
+        self.app_pods: list[Pod] = []
+        self.tier_pods: list[Pod] = []
+        self.processes: dict[str, ManagedProcess] = {}
+        self.nginx: dict[str, NginxPod] = {}
+        self._next_index: dict[Component, int] = {"app": 0, "tier": 0}
+        self.control_path = run_dir / "netd.sock"
+        self.state_path = run_dir / "cluster.json"
+        self.removed_pods: list[str] = []
+        self._down = False
+
+    # -- the interface ------------------------------------------------------------------------------------
+
+    @property
+    def entry_url(self) -> str:
+        if self.ports is None:
+            raise HarnessError("the cluster is not up")
+        return f"http://{addresses.LB_IP}:{self.ports.lb}"
+
+    def pods(self, component: Component = "app") -> list[Pod]:
+        return list(self.app_pods if component == "app" else self.tier_pods)
+
+    def up(self) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ports = self._allocate_ports()
+        for _ in range(self.topology.app.replicas):
+            self._start_app_pod()
+        self._wait_app_ready(self.app_pods)
+        if self.topology.tier is not None:
+            for _ in range(self.topology.tier.replicas):
+                self._start_tier_pod()
+            self._wait_tier_ready(self.tier_pods)
+        self._start_netd()
+        wait_until(
+            lambda: handshake(self.entry_url) is not None,
+            timeout=READY_TIMEOUT,
+            what=f"a handshake through the load balancer at {self.entry_url}",
+            interval=0.1,
+            on_fail=self._diagnostics,
+        )
+        self.save_state()
+        log.info("cluster %s up: %s", self.run_id, self.entry_url)
+
+    def down(self) -> None:
+        if self._down:
+            return
+        self._down = True
+        order = [p for p in self.processes.values() if p.name == "netd"]
+        order += [p for p in self.processes.values() if p.name != "netd"]
+        for process in order:
+            process.stop(grace=3.0)
+        for pid in find_run_processes(self.run_id):  # anything a piece started and left behind
+            kill_group(pid, grace=1.0)
+        with contextlib.suppress(OSError):
+            self.control_path.unlink()
+        with contextlib.suppress(OSError):
+            self.state_path.unlink()
+
+    def scale(self, component: Component, replicas: int) -> None:
+        if replicas < 1:
+            raise UsageError(f"cannot scale {component} to {replicas}: at least 1 replica")
+        if component == "tier" and self.topology.tier is None:
+            raise UsageError(f"topology {self.topology.name} has no tier to scale")
+        current = self.pods(component)
+        if replicas > len(current):
+            new = [self._start_pod(component) for _ in range(replicas - len(current))]
+            if component == "app":
+                self._wait_app_ready(new)
+            else:
+                self._wait_tier_ready(new)
+            self._publish(component)
+        elif replicas < len(current):
+            leaving = current[replicas:]
+            keep = current[:replicas]
+            if component == "app":
+                self.app_pods = keep
+            else:
+                self.tier_pods = keep
+            self._publish(component)  # out of the endpoints first, then stopped, as Kubernetes does
+            for pod in leaving:
+                self.removed_pods.append(pod.name)
+                self.processes.pop(pod.name).stop(grace=5.0)
+                self.nginx.pop(pod.name, None)
+        self.save_state()
+
+    def status(self) -> dict[str, Any]:
+        snapshot: dict[str, Any] | None
+        try:
+            snapshot = control(self.control_path, {"op": "snapshot"})
+        except (OSError, ValueError):
+            snapshot = None
+        return {
+            "run_id": self.run_id,
+            "backend": "local",
+            "topology": self.topology.name,
+            "seed": self.seed,
+            "entry_url": self.entry_url if self.ports else None,
+            "processes": {name: p.alive() for name, p in self.processes.items()},
+            "pods": [p.to_json() for p in self.app_pods + self.tier_pods],
+            "network": snapshot,
+        }
+
+    # -- pieces -------------------------------------------------------------------------------------------
+
+    def _allocate_ports(self) -> Ports:
+        hosts = {
+            "lb": [addresses.LB_IP],
+            "node_port": [addresses.node_ip(i) for i in range(self.topology.nodes)],
+            "cluster_port": [addresses.node_ip(i) for i in range(self.topology.nodes)],
+            "tier": [addresses.tier_pod_ip(i) for i in range(self.topology.tier.replicas if self.topology.tier else 0)],
+            "app": [addresses.app_pod_ip(i) for i in range(self.topology.app.replicas)],
+        }
+
+        def all_free(base: int) -> bool:
+            return all(port_free(h, base + Ports.OFFSETS[role]) for role, hs in hosts.items() for h in hs)
+
+        if self._base_port is not None:
+            if not all_free(self._base_port):
+                raise SetupError(
+                    f"ports {self._base_port}-{self._base_port + 4} are in use on this run's loopback addresses: "
+                    "choose another --base-port, or run `harness down --all` if an earlier run left them open"
+                )
+            return Ports(self._base_port)
+        rng = random.Random()
+        for _ in range(50):
+            base = rng.randrange(20000, 60000, 10)
+            if all_free(base):
+                return Ports(base)
+        raise SetupError("found no free ports on the loopback addresses after 50 tries: is 127.0.0.0/8 usable?")
+
+    def _start_pod(self, component: Component) -> Pod:
+        return self._start_app_pod() if component == "app" else self._start_tier_pod()
+
+    def _start_app_pod(self) -> Pod:
+        assert self.ports is not None
+        index = self._next_index["app"]
+        self._next_index["app"] = index + 1
+        pod = Pod(
+            name=f"app-{index}",
+            component="app",
+            node=f"node-{index % self.topology.nodes}",
+            address=addresses.app_pod_ip(index),
+            port=self.ports.app,
+        )
+        if not port_free(pod.address, pod.port):
+            raise SetupError(f"{pod.address}:{pod.port} is in use: cannot start {pod.name}")
+        argv = self.app_cmd or [sys.executable, "-m", "harness.app"]
+        env = {
+            "HOST": pod.address,
+            "PORT": str(pod.port),
+            "POD_NAME": pod.name,
+            "PING_INTERVAL": f"{self.topology.app.ping_interval:g}",
+            "PING_TIMEOUT": f"{self.topology.app.ping_timeout:g}",
+        }
+        self.processes[pod.name] = spawn(
+            pod.name,
+            argv,
+            run_id=self.run_id,
+            log_path=self.run_dir / "pods" / pod.name / "stdout.log",
+            env=env,
+            attached=self.attached,
+        )
+        self.app_pods.append(pod)
+        return pod
+
+    def _start_tier_pod(self) -> Pod:
+        assert self.ports is not None and self.topology.tier is not None
+        tier = self.topology.tier
+        index = self._next_index["tier"]
+        self._next_index["tier"] = index + 1
+        pod = Pod(
+            name=f"{tier.kind}-{index}",
+            component="tier",
+            node=f"node-{index % self.topology.nodes}",
+            address=addresses.tier_pod_ip(index),
+            port=self.ports.tier,
+        )
+        nginx = NginxPod(
+            name=pod.name,
+            node=pod.node,
+            address=pod.address,
+            port=pod.port,
+            template=tier.template,
+            proxy_protocol=self.topology.load_balancer.proxy_protocol != "none",
+            pod_dir=self.run_dir / "pods" / pod.name,
+            run_id=self.run_id,
+            attached=self.attached,
+        )
+        self.nginx[pod.name] = nginx
+        self.processes[pod.name] = nginx.start(self._tier_upstreams(pod))
+        self.tier_pods.append(pod)
+        return pod
+
+    def _tier_upstreams(self, tier_pod: Pod) -> list[str]:
+        """Where a tier pod sends requests: the app Service through its own node's kube-proxy, or the app
+        pods' endpoints directly."""
+        assert self.ports is not None and self.topology.tier is not None
+        if self.topology.tier.upstream == "service":
+            node_index = int(tier_pod.node.split("-")[1])
+            return [f"{addresses.node_ip(node_index)}:{self.ports.cluster_port}"]
+        return [f"{p.address}:{p.port}" for p in self.app_pods if p.ready]
+
+    def _services(self) -> list[ServicePlan]:
+        assert self.ports is not None
+        topo = self.topology
+        app_endpoints = [self._endpoint(p) for p in self.app_pods]
+        services = []
+        if topo.tier is not None:
+            spec = topo.tier.service
+            services.append(
+                ServicePlan(
+                    name="tier",
+                    port=self.ports.node_port,
+                    affinity=spec.session_affinity.value,
+                    timeout_seconds=spec.timeout_seconds,
+                    snat=spec.external_traffic_policy == "Cluster",
+                    local_only=spec.external_traffic_policy == "Local",
+                    endpoints=[self._endpoint(p) for p in self.tier_pods],
+                )
+            )
+            # The app's ClusterIP Service, reached from tier pods through their node's kube-proxy.
+            services.append(
+                ServicePlan(
+                    name="app",
+                    port=self.ports.cluster_port,
+                    affinity=topo.app.service.session_affinity.value,
+                    timeout_seconds=topo.app.service.timeout_seconds,
+                    snat=False,
+                    local_only=False,
+                    endpoints=app_endpoints,
+                )
+            )
+        else:
+            spec = topo.app.service
+            services.append(
+                ServicePlan(
+                    name="app",
+                    port=self.ports.node_port,
+                    affinity=spec.session_affinity.value,
+                    timeout_seconds=spec.timeout_seconds,
+                    snat=spec.external_traffic_policy == "Cluster",
+                    local_only=spec.external_traffic_policy == "Local",
+                    endpoints=app_endpoints,
+                )
+            )
+        return services
+
+    @staticmethod
+    def _endpoint(pod: Pod) -> dict[str, Any]:
+        return {"name": pod.name, "host": pod.address, "port": pod.port, "node": pod.node, "ready": pod.ready}
+
+    def _start_netd(self) -> None:
+        assert self.ports is not None
+        plan = NetPlan(
+            run_id=self.run_id,
+            seed=self.seed,
+            control_path=str(self.control_path),
+            nodes=[NodePlan(f"node-{i}", addresses.node_ip(i)) for i in range(self.topology.nodes)],
+            services=self._services(),
+            lb_listen=(addresses.LB_IP, self.ports.lb),
+            lb_source_ip=addresses.LB_IP,
+            lb_service="tier" if self.topology.tier is not None else "app",
+            proxy_protocol=self.topology.load_balancer.proxy_protocol,
+            idle_timeout=self.topology.load_balancer.idle_timeout,
+        )
+        plan_path = self.run_dir / "netplan.json"
+        plan_path.write_text(json.dumps(plan.to_json(), indent=2), encoding="utf-8")
+        with contextlib.suppress(OSError):
+            self.control_path.unlink()
+        process = spawn(
+            "netd",
+            [sys.executable, "-m", "harness.net.netd", str(plan_path)],
+            run_id=self.run_id,
+            log_path=self.run_dir / "netd.log",
+            attached=self.attached,
+        )
+        self.processes["netd"] = process
+
+        def answers() -> bool:
+            if not process.alive():
+                raise SetupError(f"the network daemon exited at start:\n{process.log_tail()}")
+            try:
+                return bool(control(self.control_path, {"op": "ping"}, timeout=1.0).get("ok"))
+            except OSError:
+                return False
+
+        wait_until(answers, timeout=READY_TIMEOUT, what="the network daemon answering", on_fail=process.log_tail)
+
+    def _publish(self, component: Component) -> None:
+        """Push the current endpoints of a component to every node (and, for the app, to the tier)."""
+        if component == "app":
+            endpoints = [self._endpoint(p) for p in self.app_pods]
+            self._control({"op": "endpoints", "service": "app", "endpoints": endpoints})
+            if self.topology.tier is not None and self.topology.tier.upstream == "endpoints":
+                for pod in self.tier_pods:
+                    self.nginx[pod.name].reload(self._tier_upstreams(pod))
+        else:
+            endpoints = [self._endpoint(p) for p in self.tier_pods]
+            self._control({"op": "endpoints", "service": "tier", "endpoints": endpoints})
+
+    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+        try:
+            answer = control(self.control_path, request)
+        except OSError as exc:
+            raise HarnessError(f"the network daemon of run {self.run_id} does not answer: {exc}") from exc
+        if not answer.get("ok"):
+            raise HarnessError(f"the network daemon refused {request.get('op')}: {answer.get('error')}")
+        return answer
+
+    def _wait_app_ready(self, pods: list[Pod]) -> None:
+        for pod in pods:
+            process = self.processes[pod.name]
+
+            def ready(pod: Pod = pod, process: ManagedProcess = process) -> bool:
+                if not process.alive():
+                    raise SetupError(f"app pod {pod.name} exited at start:\n{process.log_tail()}")
+                return handshake(f"http://{pod.address}:{pod.port}", timeout=0.5) is not None
+
+            wait_until(
+                ready,
+                timeout=READY_TIMEOUT,
+                what=f"app pod {pod.name} answering a handshake",
+                interval=0.1,
+                on_fail=process.log_tail,
+            )
+
+    def _wait_tier_ready(self, pods: list[Pod]) -> None:
+        for pod in pods:
+            process = self.processes[pod.name]
+            nginx = self.nginx[pod.name]
+
+            def ready(pod: Pod = pod, process: ManagedProcess = process, nginx: NginxPod = nginx) -> bool:
+                if not process.alive():
+                    raise SetupError(f"tier pod {pod.name} exited at start:\n{nginx.error_log_tail()}")
+                return not port_free(pod.address, pod.port)
+
+            wait_until(
+                ready,
+                timeout=READY_TIMEOUT,
+                what=f"tier pod {pod.name} listening",
+                on_fail=nginx.error_log_tail,
+            )
+
+    def _diagnostics(self) -> str:
+        parts = []
+        for name, process in self.processes.items():
+            if not process.alive():
+                parts.append(f"{name} is not running:\n{process.log_tail(10)}")
+        return "\n".join(parts)
+
+    # -- state for other processes ------------------------------------------------------------------------
+
+    def save_state(self) -> None:
+        assert self.ports is not None
+        state = {
+            "run_id": self.run_id,
+            "backend": "local",
+            "topology": self.topology.name,
+            "seed": self.seed,
+            "base_port": self.ports.base,
+            "run_dir": str(self.run_dir),
+            "entry_url": self.entry_url,
+            "app_pods": [p.to_json() for p in self.app_pods],
+            "tier_pods": [p.to_json() for p in self.tier_pods],
+            "processes": {n: {"pid": p.pid, "argv": p.argv, "log": str(p.log_path)} for n, p in self.processes.items()},
+            "next_index": dict(self._next_index),
+            "removed_pods": self.removed_pods,
+            "saved": time.time(),
+        }
+        self.state_path.write_text(json.dumps(state, indent=2), encoding="utf-8")
+
+    @classmethod
+    def attach(cls, state_path: Path) -> LocalCluster:
+        """A handle on a cluster that another process brought up (``harness up``)."""
+        try:
+            state = json.loads(state_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"no cluster state at {state_path}: {exc}") from exc
+        cluster = cls(
+            load_topology(state["topology"]),
+            run_id=state["run_id"],
+            run_dir=Path(state["run_dir"]),
+            seed=state["seed"],
+            base_port=state["base_port"],
+            attached=False,
+        )
+        cluster.ports = Ports(state["base_port"])
+        cluster.app_pods = [Pod(**p) for p in state["app_pods"]]
+        cluster.tier_pods = [Pod(**p) for p in state["tier_pods"]]
+        cluster.processes = {
+            n: ManagedProcess(n, p["argv"], Path(p["log"]), p["pid"]) for n, p in state["processes"].items()
+        }
+        cluster._next_index = state["next_index"]
+        cluster.removed_pods = state.get("removed_pods", [])
+        for pod in cluster.tier_pods:
+            nginx = NginxPod(
+                name=pod.name,
+                node=pod.node,
+                address=pod.address,
+                port=pod.port,
+                template=cluster.topology.tier.template if cluster.topology.tier else "",
+                proxy_protocol=cluster.topology.load_balancer.proxy_protocol != "none",
+                pod_dir=cluster.run_dir / "pods" / pod.name,
+                run_id=cluster.run_id,
+                attached=False,
+            )
+            nginx.process = cluster.processes[pod.name]
+            cluster.nginx[pod.name] = nginx
+        return cluster

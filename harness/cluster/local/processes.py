@@ -1,0 +1,202 @@
+"""Processes of the local backend: started with the run id in their environment, stopped as a group.
+
+Every process a run starts carries ``HARNESS_RUN_ID`` in its environment and runs in its own process group, so
+that it can be stopped with all its children (nginx workers, uvicorn) and so that a reaper can find what a killed
+run left behind (``harness down --all``). A process started for an attached run also gets the kernel's
+parent-death signal, so it ends even if the harness itself is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.errors import CommandError, SetupError
+
+__all__ = ["ManagedProcess", "find_run_processes", "kill_group", "run_checked", "spawn", "wait_until"]
+
+log = logging.getLogger(__name__)
+
+RUN_ID_ENV = "HARNESS_RUN_ID"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ManagedProcess:
+    name: str
+    argv: list[str]
+    log_path: Path
+    pid: int
+    popen: subprocess.Popen[bytes] | None = None  # None when attached to a process started by another harness
+
+    def alive(self) -> bool:
+        if self.popen is not None:
+            return self.popen.poll() is None
+        try:
+            os.kill(self.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return not _is_zombie(self.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, grace: float = 5.0) -> None:
+        kill_group(self.pid, grace)
+        if self.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.popen.wait(timeout=1)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"
+
+
+def spawn(
+    name: str,
+    argv: Sequence[str],
+    *,
+    run_id: str,
+    log_path: Path,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+    attached: bool = True,
+) -> ManagedProcess:
+    """Start ``argv`` in its own process group with the run id in its environment, output to ``log_path``."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    full_env[RUN_ID_ENV] = run_id
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as out:
+        try:
+            popen = subprocess.Popen(
+                list(argv),
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full_env,
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=_die_with_parent if attached else None,
+            )
+        except FileNotFoundError as exc:
+            raise SetupError(f"cannot start {name}: {argv[0]} not found ({exc.strerror})") from exc
+    log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
+    return ManagedProcess(name, list(argv), log_path, popen.pid, popen)
+
+
+def kill_group(pid: int, grace: float = 5.0) -> None:
+    """SIGTERM the process group led by ``pid``, then SIGKILL whatever is left after ``grace`` seconds."""
+    try:
+        pgid = os.getpgid(pid)
+    except ProcessLookupError:
+        return
+    if pgid != pid:  # not a group leader we started: signal just the process
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        if _is_zombie(pid) and not _group_has_live_members(pgid, pid):
+            return
+        time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
+
+
+def _group_has_live_members(pgid: int, leader: int) -> bool:
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == leader:
+            continue
+        try:
+            if os.getpgid(int(entry.name)) == pgid and not _is_zombie(int(entry.name)):
+                return True
+        except (ProcessLookupError, PermissionError):
+            continue
+    return False
+
+
+def find_run_processes(run_id: str | None = None) -> dict[int, str]:
+    """Processes whose environment carries a harness run id (the given one, or any): pid → run id."""
+    found: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        for item in environ.split(b"\0"):
+            if item.startswith(RUN_ID_ENV.encode() + b"="):
+                value = item.split(b"=", 1)[1].decode(errors="replace")
+                if run_id is None or value == run_id:
+                    found[int(entry.name)] = value
+                break
+    return found
+
+
+def run_checked(argv: Sequence[str], *, doing: str, timeout: float = 30.0) -> str:
+    """Run a short command; raise CommandError with its command line and output if it fails."""
+    try:
+        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        raise SetupError(f"{doing}: {argv[0]} not found") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise CommandError(list(argv), -1, f"timed out after {timeout} s", doing) from exc
+    if done.returncode != 0:
+        raise CommandError(list(argv), done.returncode, done.stdout + done.stderr, doing)
+    return done.stdout + done.stderr
+
+
+def wait_until(
+    predicate: Callable[[], bool],
+    *,
+    timeout: float,
+    what: str,
+    interval: float = 0.05,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_fail: Callable[[], str] | None = None,
+) -> None:
+    """Poll ``predicate`` until it holds; raise SetupError naming ``what`` when ``timeout`` runs out."""
+    deadline = clock() + timeout
+    while True:
+        if predicate():
+            return
+        if clock() >= deadline:
+            detail = on_fail() if on_fail else ""
+            raise SetupError(f"{what} did not happen within {timeout:g} s" + (f":\n{detail}" if detail else ""))
+        sleep(interval)

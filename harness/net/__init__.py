@@ -1,0 +1,1 @@
+"""Network pieces: PROXY protocol codec, load-balancer simulator, kube-proxy model."""

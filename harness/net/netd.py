@@ -1,0 +1,205 @@
+"""The network daemon of the local backend: the load balancer and every node's kube-proxy in one process.
+
+The local backend starts it with a plan (a JSON file) and talks to it over a Unix socket, one JSON object per
+line each way, the way the endpoints controller talks to kube-proxy: ``ping``, ``endpoints`` (replace a
+Service's endpoints on every node), ``lb_node`` (take a node out of the balancer or put it back) and
+``snapshot`` (counters and affinity tables, for status and evidence). It runs until SIGTERM or SIGINT.
+
+Run as ``python -m harness.net.netd PLAN.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.net.kubeproxy import Endpoint, ServiceProxy, ServiceRule
+from harness.net.lb import BalancerConfig, LoadBalancer, Target
+
+__all__ = ["NetPlan", "NodePlan", "ServicePlan", "control", "main"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    name: str
+    ip: str
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    name: str
+    port: int  # the port every node listens on for this Service (NodePort, or the node's ClusterIP stand-in)
+    affinity: str
+    timeout_seconds: float
+    snat: bool
+    local_only: bool
+    endpoints: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class NetPlan:
+    run_id: str
+    seed: int
+    control_path: str
+    nodes: list[NodePlan]
+    services: list[ServicePlan]
+    lb_listen: tuple[str, int]
+    lb_source_ip: str
+    lb_service: str  # the Service whose NodePort the balancer targets
+    proxy_protocol: str
+    idle_timeout: float
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> NetPlan:
+        data = dict(data)
+        data["nodes"] = [NodePlan(**n) for n in data["nodes"]]
+        data["services"] = [ServicePlan(**s) for s in data["services"]]
+        data["lb_listen"] = tuple(data["lb_listen"])
+        return cls(**data)
+
+
+class NetDaemon:
+    def __init__(self, plan: NetPlan) -> None:
+        self.plan = plan
+        self.proxies: dict[tuple[str, str], ServiceProxy] = {}
+        self.servers: list[asyncio.Server] = []
+        port = {s.name: s.port for s in plan.services}[plan.lb_service]
+        self.lb = LoadBalancer(
+            BalancerConfig(
+                listen=plan.lb_listen,
+                targets=tuple(Target(n.name, n.ip, port) for n in plan.nodes),
+                source_ip=plan.lb_source_ip,
+                proxy_protocol=plan.proxy_protocol,
+                idle_timeout=plan.idle_timeout,
+            )
+        )
+
+    async def start(self) -> None:
+        for node in self.plan.nodes:
+            for svc in self.plan.services:
+                rule = ServiceRule(svc.name, svc.affinity, svc.timeout_seconds, svc.snat, svc.local_only)
+                proxy = ServiceProxy(node.name, node.ip, rule, self.plan.seed)
+                proxy.set_endpoints(Endpoint.from_json(e) for e in svc.endpoints)
+                self.proxies[(node.name, svc.name)] = proxy
+                self.servers.append(
+                    await asyncio.start_server(proxy.handle, node.ip, svc.port, reuse_address=True, backlog=1024)
+                )
+        await self.lb.start()
+        self.servers.append(await asyncio.start_unix_server(self._control, self.plan.control_path))
+
+    async def close(self) -> None:
+        await self.lb.close()
+        for server in self.servers:
+            server.close()
+        for server in self.servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2)
+        with contextlib.suppress(OSError):
+            Path(self.plan.control_path).unlink()
+
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        op = request.get("op")
+        if op == "ping":
+            return {"ok": True, "run_id": self.plan.run_id}
+        if op == "endpoints":
+            service = str(request["service"])
+            endpoints = [Endpoint.from_json(e) for e in request["endpoints"]]
+            touched = 0
+            for (_, svc), proxy in self.proxies.items():
+                if svc == service:
+                    proxy.set_endpoints(endpoints)
+                    touched += 1
+            if not touched:
+                return {"ok": False, "error": f"no service {service!r}"}
+            return {"ok": True}
+        if op == "lb_node":
+            try:
+                self.lb.set_enabled(str(request["node"]), bool(request["enabled"]))
+            except KeyError:
+                return {"ok": False, "error": f"no node {request.get('node')!r}"}
+            return {"ok": True}
+        if op == "snapshot":
+            return {
+                "ok": True,
+                "lb": self.lb.snapshot(),
+                "services": [p.snapshot() for p in self.proxies.values()],
+            }
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while line := await reader.readline():
+                try:
+                    response = self.handle_request(json.loads(line))
+                except (ValueError, KeyError, TypeError) as exc:
+                    response = {"ok": False, "error": f"bad request: {exc}"}
+                writer.write(json.dumps(response).encode() + b"\n")
+                await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+
+def control(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> dict[str, Any]:
+    """Send one request to a running daemon and return its answer (blocking; for the backend's use)."""
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(str(path))
+        sock.sendall(json.dumps(request).encode() + b"\n")
+        buf = b""
+        while not buf.endswith(b"\n"):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+    answer: dict[str, Any] = json.loads(buf)
+    return answer
+
+
+async def _serve(plan: NetPlan) -> None:
+    daemon = NetDaemon(plan)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+        print("ready", flush=True)
+        await stop.wait()
+    finally:
+        await daemon.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.net.netd", description=__doc__)
+    parser.add_argument("plan", type=Path)
+    parser.add_argument("--log-level", default="WARNING")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="netd %(levelname)s %(name)s: %(message)s")
+    plan = NetPlan.from_json(json.loads(args.plan.read_text(encoding="utf-8")))
+    try:
+        asyncio.run(_serve(plan))
+    except OSError as exc:
+        print(f"netd: cannot listen: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

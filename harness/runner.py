@@ -1,0 +1,223 @@
+"""Orchestration behind the CLI: bring a topology up, swarm it with Locust, judge it, take it down.
+
+Locust runs as a child process (it monkey-patches the standard library with gevent, which the asyncio pieces of
+the harness must not share). While it runs, a progress line shows elapsed time, sessions and violations, read
+from the session records as they are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.client.records import SessionRecord
+from harness.cluster.local.backend import LocalCluster
+from harness.cluster.local.processes import find_run_processes, kill_group, spawn
+from harness.errors import CommandError, UsageError
+from harness.runs import Judgement, cluster_link, judge, new_run_id
+from harness.topology import Topology
+
+__all__ = ["SwarmOptions", "attach", "bring_up", "run_topology", "scenario_path", "swarm", "take_down"]
+
+Echo = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SwarmOptions:
+    users: int = 30
+    spawn_rate: float = 10.0
+    duration: float = 60.0
+    client_addresses: str = "unique"
+    calls: int = 3
+    progress_every: float = 5.0
+
+
+def scenario_path() -> Path:
+    return Path(__file__).resolve().parent.parent / "scenarios" / "sticky.py"
+
+
+class _Progress:
+    """Counts sessions and violations in the record files as they grow."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.offsets: dict[Path, int] = {}
+        self.sessions = 0
+        self.violations = 0
+
+    def poll(self) -> None:
+        for path in self.run_dir.glob("sessions-*.jsonl"):
+            with open(path, "rb") as fh:
+                fh.seek(self.offsets.get(path, 0))
+                data = fh.read()
+            complete = data[: data.rfind(b"\n") + 1]
+            self.offsets[path] = self.offsets.get(path, 0) + len(complete)
+            for line in complete.splitlines():
+                self.sessions += 1
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    if SessionRecord.from_json(json.loads(line)).violation:
+                        self.violations += 1
+
+
+def swarm(entry_url: str, run_dir: Path, options: SwarmOptions, *, run_id: str, echo: Echo) -> None:
+    """Run Locust headless against ``entry_url`` until ``options.duration`` is over; records go to run_dir."""
+    argv = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(scenario_path()),
+        "--headless",
+        "-u",
+        str(options.users),
+        "-r",
+        f"{options.spawn_rate:g}",
+        "-t",
+        f"{options.duration:g}s",
+        "--host",
+        entry_url,
+        "--stop-timeout",
+        "10",
+        "--exit-code-on-error",
+        "0",
+        "--csv",
+        str(run_dir / "locust"),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+        "--harness-run-dir",
+        str(run_dir),
+        "--client-addresses",
+        options.client_addresses,
+        "--calls",
+        str(options.calls),
+    ]
+    process = spawn("locust", argv, run_id=run_id, log_path=run_dir / "locust.log")
+    progress = _Progress(run_dir)
+    started = time.monotonic()
+    deadline = started + options.duration + 60
+    next_line = started + options.progress_every
+    try:
+        while process.popen is not None and process.popen.poll() is None:
+            time.sleep(0.2)
+            now = time.monotonic()
+            if now >= next_line:
+                next_line = now + options.progress_every
+                progress.poll()
+                echo(
+                    f"[{now - started:5.0f}s/{options.duration:g}s] sessions {progress.sessions}, "
+                    f"violations {progress.violations}"
+                )
+            if now > deadline:
+                raise CommandError(argv, -1, process.log_tail(30), "the swarm did not stop on time: locust")
+    finally:
+        process.stop(grace=10.0)
+    code = process.popen.returncode if process.popen is not None else None
+    if code not in (0, None):
+        raise CommandError(argv, code, process.log_tail(30), "the swarm (locust)")
+
+
+def run_topology(
+    topology: Topology,
+    options: SwarmOptions,
+    *,
+    seed: int,
+    reports_dir: Path,
+    base_port: int | None = None,
+    echo: Echo = print,
+) -> Judgement:
+    """``harness run``: up, swarm, judge, report, down."""
+    run_id = new_run_id(topology.name)
+    run_dir = reports_dir / run_id
+    echo(f"run {run_id}: topology {topology.name} on the local backend, seed {seed}")
+    started = time.time()
+    with LocalCluster(topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=base_port) as cluster:
+        echo(
+            f"up: {len(cluster.pods('app'))} app pods, {len(cluster.pods('tier'))} tier pods, "
+            f"{topology.nodes} nodes; entry {cluster.entry_url}; swarming {options.users} clients for "
+            f"{options.duration:g}s"
+        )
+        swarm(cluster.entry_url, run_dir, options, run_id=run_id, echo=echo)
+        pods = [p.name for p in cluster.pods("app")]
+        removed = list(cluster.removed_pods)
+        network = cluster.status().get("network")
+    if network:
+        (run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
+    meta = {
+        "seed": seed,
+        "users": options.users,
+        "duration_s": options.duration,
+        "client_addresses": options.client_addresses,
+        "started": started,
+        "ended": time.time(),
+        "report_dir": str(run_dir),
+    }
+    return judge(
+        run_dir,
+        topology,
+        backend="local",
+        pods=pods,
+        removed_pods=removed,
+        meta=meta,
+        reports_dir=reports_dir,
+    )
+
+
+def bring_up(topology: Topology, *, name: str, reports_dir: Path, seed: int, base_port: int | None) -> LocalCluster:
+    """``harness up``: a detached cluster that outlives this process, found again by name."""
+    link = cluster_link(reports_dir, name)
+    if (link / "cluster.json").is_file():
+        raise UsageError(
+            f"a cluster named {name!r} is already up ({link.resolve()}): "
+            f"`harness down --name {name}` first, or choose another --name"
+        )
+    run_id = new_run_id(topology.name)
+    run_dir = reports_dir / run_id
+    cluster = LocalCluster(topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=base_port, attached=False)
+    with _cleanup_on_error(cluster):
+        cluster.up()
+    link.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(run_dir.resolve())
+    return cluster
+
+
+@contextlib.contextmanager
+def _cleanup_on_error(cluster: LocalCluster) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        cluster.down()
+        raise
+
+
+def attach(name: str, *, reports_dir: Path) -> LocalCluster:
+    state = cluster_link(reports_dir, name) / "cluster.json"
+    if not state.is_file():
+        raise UsageError(f"no cluster named {name!r} is up (no {state}); start one with `harness up --name {name}`")
+    return LocalCluster.attach(state)
+
+
+def take_down(name: str, *, reports_dir: Path, all_runs: bool = False) -> list[str]:
+    lines = []
+    link = cluster_link(reports_dir, name)
+    if (link / "cluster.json").is_file():
+        cluster = LocalCluster.attach(link / "cluster.json")
+        cluster.down()
+        lines.append(f"cluster {name} (run {cluster.run_id}) is down")
+    elif not all_runs:
+        raise UsageError(f"no cluster named {name!r} is up; `harness down --all` stops anything any run left")
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    if all_runs:
+        leftovers = find_run_processes()
+        for pid in leftovers:
+            kill_group(pid, grace=2.0)
+        lines.append(f"stopped {len(leftovers)} leftover process(es) of earlier runs")
+    return lines

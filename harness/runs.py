@@ -1,0 +1,222 @@
+"""Runs: where their records live, how a finished swarm is judged, and the summary every run leaves behind.
+
+A run has an id (time, topology and a random suffix) carried by everything it starts, and a directory
+``reports/<run-id>/`` holding the session records of each load-generator process, their latency histograms,
+the cluster's logs, and ``summary.json``. ``reports/latest`` points at the newest judged run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import secrets
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.checks import Thresholds, coincidence_note, compare, evaluate
+from harness.client.records import SessionRecord, read_sessions
+from harness.errors import UsageError
+from harness.stats import Histogram, summarize
+from harness.topology import Topology, load_topology
+
+__all__ = [
+    "SUMMARY_SCHEMA",
+    "Judgement",
+    "SwarmOwner",
+    "cluster_link",
+    "default_reports_dir",
+    "judge",
+    "new_run_id",
+    "open_for_locust",
+]
+
+log = logging.getLogger(__name__)
+
+SUMMARY_SCHEMA = 1
+
+
+def default_reports_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "reports"
+
+
+def new_run_id(topology: str) -> str:
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{topology}-{secrets.token_hex(2)}"
+
+
+def cluster_link(reports_dir: Path, name: str) -> Path:
+    """Where ``harness up --name NAME`` leaves a pointer to its run directory."""
+    return reports_dir / ".clusters" / name
+
+
+def _point(link: Path, target: Path) -> None:
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name(f".{link.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    tmp.symlink_to(os.path.relpath(target, link.parent))
+    tmp.replace(link)
+
+
+def merged_latencies(run_dir: Path) -> dict[str, Histogram]:
+    merged: dict[str, Histogram] = {}
+    for path in sorted(run_dir.glob("latency-*.json")):
+        for name, data in json.loads(path.read_text(encoding="utf-8")).items():
+            hist = Histogram.from_json(data)
+            if name in merged:
+                merged[name].merge(hist)
+            else:
+                merged[name] = hist
+    return merged
+
+
+@dataclass
+class Judgement:
+    summary: dict[str, Any]
+    text: str
+    ok: bool
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.ok else 1
+
+
+def judge(
+    run_dir: Path,
+    topology: Topology,
+    *,
+    backend: str,
+    pods: Sequence[str],
+    removed_pods: Sequence[str] = (),
+    thresholds: Thresholds | None = None,
+    meta: dict[str, Any] | None = None,
+    reports_dir: Path | None = None,
+) -> Judgement:
+    """Read every session record of a run, run the checks, compare with the topology's expected verdict, and
+    write ``summary.json`` (and point ``reports/latest`` at the run)."""
+    th = thresholds or Thresholds()
+    sessions: list[SessionRecord] = list(read_sessions(sorted(run_dir.glob("sessions-*.jsonl"))))
+    all_pods = list(dict.fromkeys([*pods, *removed_pods]))
+    results = evaluate(sessions, all_pods, th, removed_pods=removed_pods)
+    expected = topology.expected_verdicts()
+    outcome = compare(results, expected)  # type: ignore[arg-type]
+    note = coincidence_note(sessions, list(pods))
+    latency = {name: summarize(h) for name, h in sorted(merged_latencies(run_dir).items())}
+    summary: dict[str, Any] = {
+        "schema": SUMMARY_SCHEMA,
+        "run_id": run_dir.name,
+        "backend": backend,
+        "topology": topology.name,
+        "description": topology.description.strip(),
+        **(meta or {}),
+        "sessions": len(sessions),
+        "clients": len({s.client for s in sessions}),
+        "pods": list(pods),
+        "removed_pods": list(removed_pods),
+        "checks": {
+            name: {
+                **result.to_json(),
+                "measured": result.verdict,
+                "expected": expected.get(name, "n/a"),
+                "matches": outcome.checks[name].matches,
+            }
+            for name, result in results.items()
+        },
+        "coincidence": note,
+        "latency_ms": latency,
+        "verdict": "as expected" if outcome.ok else "differs from expected",
+        "exit_code": 0 if outcome.ok else 1,
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    _point((reports_dir or run_dir.parent) / "latest", run_dir)
+    text = outcome.render_text()
+    if latency:
+        lines = [
+            f"  {name:<28} n={v['count']:<6} p50={v['p50']:.1f} ms  p99={v['p99']:.1f} ms"
+            for name, v in latency.items()
+        ]
+        text += "\nlatency:\n" + "\n".join(lines)
+    return Judgement(summary=summary, text=text, ok=outcome.ok)
+
+
+@dataclass
+class SwarmOwner:
+    """What a Locust process runs against: a cluster it brought up, one it attached to, or just a host."""
+
+    run_dir: Path
+    entry_url: str | None
+    topology: Topology | None = None
+    cluster: Any = None  # harness.cluster.base.Cluster when this process brought it up
+    attached_state: Path | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def finish(self) -> int | None:
+        """Judge the run (when the topology is known) and take down a cluster this process brought up.
+        Returns the exit code the Locust process should end with, or None to leave Locust's own."""
+        try:
+            if self.topology is None:
+                return None
+            cluster = self.cluster
+            if cluster is None and self.attached_state is not None:
+                from harness.cluster.local.backend import LocalCluster
+
+                cluster = LocalCluster.attach(self.attached_state)
+            pods = [p.name for p in cluster.pods("app")] if cluster is not None else []
+            removed = list(getattr(cluster, "removed_pods", []))
+            judgement = judge(
+                self.run_dir, self.topology, backend="local", pods=pods, removed_pods=removed, meta=self.meta
+            )
+            print(judgement.text, flush=True)
+            print(f"report: {self.run_dir / 'summary.json'}", flush=True)
+            return judgement.exit_code
+        finally:
+            if self.cluster is not None:
+                self.cluster.down()
+
+
+def open_for_locust(
+    *,
+    topology: str | None,
+    attach: str | None,
+    run_dir: str | None,
+    seed: int | None,
+    host: str | None,
+    reports_dir: Path | None = None,
+) -> SwarmOwner:
+    reports = reports_dir or default_reports_dir()
+    if topology and attach:
+        raise UsageError("give --topology (bring one up) or --attach (use a running one), not both")
+    if attach:
+        link = cluster_link(reports, attach)
+        state = link / "cluster.json"
+        if not state.is_file():
+            raise UsageError(
+                f"no running cluster named {attach!r} (looked for {state}); start one with `harness up --name {attach}`"
+            )
+        data = json.loads(state.read_text(encoding="utf-8"))
+        directory = Path(run_dir) if run_dir else link.resolve() / f"swarm-{time.strftime('%H%M%S')}"
+        return SwarmOwner(
+            directory,
+            data["entry_url"],
+            load_topology(data["topology"]),
+            attached_state=state,
+            meta={"seed": data.get("seed")},
+        )
+    if topology:
+        from harness.cluster.local.backend import LocalCluster
+
+        topo = load_topology(topology)
+        run_id = new_run_id(topo.name)
+        directory = Path(run_dir) if run_dir else reports / run_id
+        seed_value = seed if seed is not None else secrets.randbelow(2**31)
+        cluster = LocalCluster(topo, run_id=run_id, run_dir=directory, seed=seed_value)
+        cluster.__enter__()
+        return SwarmOwner(directory, cluster.entry_url, topo, cluster=cluster, meta={"seed": seed_value})
+    if not host:
+        raise UsageError("give --host URL, --topology NAME or --attach NAME")
+    directory = Path(run_dir) if run_dir else reports / new_run_id("host")
+    return SwarmOwner(directory, None)

@@ -1,0 +1,210 @@
+"""Locust glue: the one module of the harness that imports locust (and so gevent).
+
+Locustfiles in ``scenarios/`` subclass `StickyUser`: each user is one simulated client with its own source
+address that runs Socket.IO sessions one after another. Every session is written as a JSON line to the run
+directory (one file per load-generator process) for the checks, and reported to Locust as request events:
+the Engine.IO handshake, the WebSocket upgrade, POSTs and acknowledged calls are timed, and a wrong-pod answer
+or a session that broke continuity is a Locust failure.
+
+Options added to Locust's command line:
+  --harness-run-dir DIR      where session records go (default: a new run directory under reports/)
+  --client-addresses MODE    unique | shared-24 | single (see harness.net.addresses)
+  --calls N                  acknowledged calls per session
+  --topology NAME            bring up this topology on the local backend for the run, judge it, take it down
+  --attach NAME              use a cluster brought up by ``harness up --name NAME`` and judge against it
+  --seed N                   seed of the local backend's random choices (with --topology)
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Any, ClassVar
+
+from locust import User, between, events
+from locust.env import Environment
+
+from harness import runs
+from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord, write_session
+from harness.client.session import SimulatedClient
+from harness.net.addresses import client_address
+from harness.stats import Histogram
+
+__all__ = ["StickyUser", "StickyViolation"]
+
+log = logging.getLogger(__name__)
+
+_TIMED = {
+    ExchangeKind.HANDSHAKE: "handshake",
+    ExchangeKind.UPGRADE: "upgrade",
+    ExchangeKind.POST: "post",
+    ExchangeKind.ACK: "ack whoami",
+}
+
+
+class StickyViolation(Exception):
+    """A session that was not served by one pod from start to end."""
+
+
+class _Run:
+    """Process-wide state of a swarm: where records go, which client number comes next."""
+
+    def __init__(self) -> None:
+        self.run_dir: Path | None = None
+        self.fh: Any = None
+        self.lock = threading.Lock()
+        self.counter = itertools.count()
+        self.offset = 0
+        self.session_owner: Any = None  # a cluster (and its verdict) this process brought up or attached to
+        self.sessions = 0
+        self.violations = 0
+        self.latency: dict[str, Histogram] = {}
+        self.name = ""
+
+    def open(self, run_dir: Path, worker: int) -> None:
+        self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.name = f"{worker}-{os.getpid()}"
+        self.fh = open(run_dir / f"sessions-{self.name}.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    def time(self, name: str, seconds: float) -> None:
+        with self.lock:
+            hist = self.latency.get(name)
+            if hist is None:
+                hist = self.latency[name] = Histogram()
+            hist.record(seconds)
+
+    def write(self, record: SessionRecord) -> None:
+        with self.lock:
+            self.sessions += 1
+            if record.violation:
+                self.violations += 1
+            if self.fh is not None:
+                write_session(self.fh, record)
+                self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None
+        if self.run_dir is not None and self.latency:
+            data = {name: h.to_json() for name, h in self.latency.items()}
+            (self.run_dir / f"latency-{self.name}.json").write_text(json.dumps(data), encoding="utf-8")
+
+
+RUN = _Run()
+
+
+@events.init_command_line_parser.add_listener
+def _add_options(parser: Any) -> None:
+    group = parser.add_argument_group("sticky-harness")
+    group.add_argument("--harness-run-dir", default="", help="directory for session records (default: a new run)")
+    group.add_argument(
+        "--client-addresses",
+        choices=["unique", "shared-24", "single"],
+        default="unique",
+        help="source addresses of simulated clients",
+    )
+    group.add_argument("--calls", type=int, default=3, help="acknowledged calls per session")
+    group.add_argument("--topology", default="", help="bring up this topology on the local backend and judge it")
+    group.add_argument("--attach", default="", help="use the cluster of `harness up --name NAME` and judge it")
+    group.add_argument("--seed", type=int, default=None, help="seed of the local backend (with --topology)")
+
+
+@events.init.add_listener
+def _on_init(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    if options is None:  # run_single_user or a library user: records go nowhere unless opened
+        return
+    owner = runs.open_for_locust(
+        topology=options.topology or None,
+        attach=options.attach or None,
+        run_dir=options.harness_run_dir or None,
+        seed=options.seed,
+        host=environment.host,
+    )
+    RUN.session_owner = owner
+    if owner.entry_url and not environment.host:
+        environment.host = owner.entry_url
+    worker = getattr(environment.runner, "worker_index", 0) if environment.runner else 0
+    RUN.offset = worker * 100_000
+    RUN.open(owner.run_dir, worker)
+
+
+@events.quitting.add_listener
+def _on_quitting(environment: Environment, **_: Any) -> None:
+    RUN.close()
+    owner = RUN.session_owner
+    if owner is not None:
+        code = owner.finish()
+        if code is not None:
+            environment.process_exit_code = code
+
+
+class StickyUser(User):
+    """One simulated Socket.IO client with its own source address, running sessions one after another."""
+
+    abstract = True
+    mode: ClassVar[Mode] = Mode.UPGRADE
+    wait_time = between(0.05, 0.3)
+
+    def __init__(self, environment: Environment) -> None:
+        super().__init__(environment)
+        options = environment.parsed_options
+        self.calls = options.calls if options is not None else 3
+        address_mode = options.client_addresses if options is not None else "unique"
+        index = RUN.offset + next(RUN.counter)
+        self.client_id = f"c{index}"
+        self.source = client_address(index, address_mode)
+        self.client: SimulatedClient | None = None
+        self._previous_failed = False
+
+    def on_start(self) -> None:
+        self.client = SimulatedClient(
+            self.client_id,
+            self.source,
+            self.host or "",
+            sink=RUN.write,
+            on_exchange=self._report_exchange,
+        )
+
+    def run_session(self) -> SessionRecord:
+        """One session; report it to Locust and to the run's records."""
+        assert self.client is not None
+        record = self.client.run_session(self.mode, calls=self.calls)
+        duration_ms = max(0.0, (record.ended - record.started) * 1000)
+        problem = record.violation or record.error
+        self.environment.events.request.fire(
+            request_type="SESSION",
+            name=self.mode.value,
+            response_time=duration_ms,
+            response_length=0,
+            exception=StickyViolation(problem) if problem else None,
+            context={"client": self.client_id, "sid": record.sid},
+        )
+        self._previous_failed = problem is not None
+        return record
+
+    def _report_exchange(self, exchange: Exchange) -> None:
+        name = _TIMED.get(exchange.kind)
+        if name is None:
+            return
+        if exchange.status is not None and not exchange.sticky_failure and not exchange.error:
+            RUN.time(name, exchange.latency)
+        error: Exception | None = None
+        if exchange.sticky_failure:
+            error = StickyViolation(f"wrong pod: {exchange.status} {exchange.error or ''}".strip())
+        elif exchange.error:
+            error = Exception(exchange.error)
+        self.environment.events.request.fire(
+            request_type="EIO" if exchange.kind is not ExchangeKind.ACK else "SIO",
+            name=f"{name} ({self.mode.value})",
+            response_time=exchange.latency * 1000,
+            response_length=0,
+            exception=error,
+            context={"client": self.client_id, "pod": exchange.pod},
+        )

@@ -1,0 +1,178 @@
+"""Topologies are data: one YAML file per topology in ``clusters/topologies/``, rendered alike by every backend.
+
+A topology names the pieces between a client and the app pods (load balancer, nodes, an optional proxy tier and
+the Services in between) and the verdict it is expected to earn. Loading validates every field strictly, and an
+error names the file, the field and what is allowed, so that a person writing a topology can fix it at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from harness.errors import TopologyError
+
+__all__ = [
+    "LoadBalancer",
+    "ServiceSpec",
+    "Tier",
+    "Topology",
+    "available_topologies",
+    "load_topology",
+    "parse_duration",
+    "topologies_dir",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from a number or a string such as ``"90s"``, ``"1.5m"``, ``"250ms"``, ``"2h"``."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 60s, 5m or 250ms")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    else:
+        raise ValueError(f"{value!r} is not a duration such as 60s, 5m or 250ms")
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Affinity(StrEnum):
+    NONE = "None"
+    CLIENT_IP = "ClientIP"
+
+
+class TrafficPolicy(StrEnum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServiceSpec(_Model):
+    """A Kubernetes Service in front of a set of pods, as kube-proxy implements it."""
+
+    session_affinity: Affinity = Affinity.NONE
+    timeout_seconds: int = Field(10800, ge=1, le=86400)  # kube-proxy's ClientIP timeout and its range
+    external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
+
+
+class LoadBalancer(_Model):
+    """The cloud load balancer in front of every node's NodePort."""
+
+    mode: Literal["elb", "tcp"] = "elb"  # elb: round robin per connection, like a Classic ELB TCP listener
+    proxy_protocol: Literal["v1", "v2", "none"] = "v1"
+    idle_timeout: Duration = 60.0
+
+
+class Tier(_Model):
+    """A proxy tier (nginx or HAProxy pods) between the NodePort and the app."""
+
+    kind: Literal["nginx"]
+    replicas: int = Field(2, ge=1, le=50)
+    template: str  # path below clusters/templates/
+    upstream: Literal["service", "endpoints"]  # through the app's ClusterIP Service, or to pod addresses
+    service: ServiceSpec = ServiceSpec()
+
+
+class App(_Model):
+    replicas: int = Field(3, ge=1, le=100)
+    service: ServiceSpec = ServiceSpec()
+    ping_interval: Duration = 25.0
+    ping_timeout: Duration = 20.0
+
+
+Expectation = Literal["pass", "fail", "n/a"]
+
+
+class Expected(_Model):
+    continuity: Expectation
+    affinity: Expectation
+    balance: Expectation
+
+
+class Topology(_Model):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
+    description: str = ""
+    nodes: int = Field(3, ge=1, le=20)
+    load_balancer: LoadBalancer = LoadBalancer()
+    tier: Tier | None = None
+    app: App = App()
+    expected: Expected
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Topology:
+        if self.tier is None and self.load_balancer.proxy_protocol != "none":
+            raise ValueError(
+                "load_balancer.proxy_protocol must be 'none' when there is no tier: the app does not read "
+                "PROXY headers (add a tier that does, or set proxy_protocol: none)"
+            )
+        return self
+
+    @property
+    def entry_service(self) -> ServiceSpec:
+        """The Service exposed as NodePort: the tier's, or the app's when there is no tier."""
+        return self.tier.service if self.tier else self.app.service
+
+    def expected_verdicts(self) -> dict[str, str]:
+        return dict(self.expected.model_dump())
+
+
+def topologies_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "clusters" / "topologies"
+
+
+def available_topologies(directory: Path | None = None) -> list[str]:
+    return sorted(p.stem for p in (directory or topologies_dir()).glob("*.yaml"))
+
+
+def _describe_error(err: Mapping[str, Any]) -> str:
+    field = ".".join(str(part) for part in err.get("loc", ())) or "(top level)"
+    msg = str(err.get("msg", "invalid"))
+    if err.get("type") == "extra_forbidden":
+        msg = "unknown field (check the spelling; see clusters/topologies/README.md for the fields)"
+    elif err.get("type") == "missing":
+        msg = "required field is missing"
+    return f"field {field}: {msg}"
+
+
+def load_topology(name_or_path: str | Path, directory: Path | None = None) -> Topology:
+    """Load a built-in topology by name or any topology file by path, validating every field."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = (directory or topologies_dir()) / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = ", ".join(available_topologies(directory)) or "none"
+        raise TopologyError(f"no topology {str(name_or_path)!r}: {path} does not exist (built-in: {known})")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise TopologyError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise TopologyError(f"{path}: expected a mapping of fields at the top level")
+    try:
+        topology = Topology.model_validate(data)
+    except ValidationError as exc:
+        lines = "; ".join(_describe_error(e) for e in exc.errors())
+        raise TopologyError(f"{path}: {lines}") from None
+    if topology.tier is not None:
+        template = Path(__file__).resolve().parent.parent / "clusters" / "templates" / topology.tier.template
+        if not template.is_file():
+            raise TopologyError(f"{path}: field tier.template: {template} does not exist")
+    return topology
