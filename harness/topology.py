@@ -73,12 +73,32 @@ class ServiceSpec(_Model):
     external_traffic_policy: TrafficPolicy = TrafficPolicy.CLUSTER
 
 
+class HealthCheck(_Model):
+    """TCP health checks of each node, as cloud load balancers do them."""
+
+    interval: Duration = 10.0
+    timeout: Duration = 5.0
+    unhealthy_threshold: int = Field(2, ge=1, le=10)
+    healthy_threshold: int = Field(2, ge=1, le=10)
+
+
 class LoadBalancer(_Model):
     """The cloud load balancer in front of every node's NodePort."""
 
-    mode: Literal["elb", "tcp"] = "elb"  # elb: round robin per connection, like a Classic ELB TCP listener
+    # elb: round robin per connection (Classic ELB TCP listener); nlb: flow hash per connection, optional
+    # source-IP stickiness (NLB target groups); tcp: a plain TCP balancer, round robin, no header by default.
+    mode: Literal["elb", "nlb", "tcp"] = "elb"
     proxy_protocol: Literal["v1", "v2", "none"] = "v1"
     idle_timeout: Duration = 60.0
+    source_ip_stickiness: bool = False  # nlb only: every connection of a source address goes to one node
+    draining_timeout: Duration = 300.0  # how long a node taken out keeps its open connections
+    health_check: HealthCheck | None = None
+
+    @model_validator(mode="after")
+    def _stickiness_needs_nlb(self) -> LoadBalancer:
+        if self.source_ip_stickiness and self.mode != "nlb":
+            raise ValueError("source_ip_stickiness needs mode: nlb (Classic ELB TCP listeners have no stickiness)")
+        return self
 
 
 class Tier(_Model):

@@ -39,6 +39,19 @@ class BalancerConfig:
     proxy_protocol: str = "v1"  # "v1" | "v2" | "none"
     idle_timeout: float = 60.0
 
+    @classmethod
+    def from_settings(
+        cls, *, listen: tuple[str, int], targets: tuple[Target, ...], source_ip: str, settings: dict[str, Any]
+    ) -> BalancerConfig:
+        """A config from a topology's ``load_balancer`` settings (harness.topology.LoadBalancer as JSON)."""
+        return cls(
+            listen=listen,
+            targets=targets,
+            source_ip=source_ip,
+            proxy_protocol=str(settings.get("proxy_protocol", "v1")),
+            idle_timeout=float(settings.get("idle_timeout", 60.0)),
+        )
+
 
 @dataclass
 class LoadBalancer:

@@ -56,8 +56,7 @@ class NetPlan:
     lb_listen: tuple[str, int]
     lb_source_ip: str
     lb_service: str  # the Service whose NodePort the balancer targets
-    proxy_protocol: str
-    idle_timeout: float
+    lb: dict[str, Any]  # the topology's load_balancer settings (harness.topology.LoadBalancer, as JSON)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,12 +77,11 @@ class NetDaemon:
         self.servers: list[asyncio.Server] = []
         port = {s.name: s.port for s in plan.services}[plan.lb_service]
         self.lb = LoadBalancer(
-            BalancerConfig(
+            BalancerConfig.from_settings(
                 listen=plan.lb_listen,
                 targets=tuple(Target(n.name, n.ip, port) for n in plan.nodes),
                 source_ip=plan.lb_source_ip,
-                proxy_protocol=plan.proxy_protocol,
-                idle_timeout=plan.idle_timeout,
+                settings=plan.lb,
             )
         )
 

@@ -354,8 +354,7 @@ class LocalCluster(Cluster):
             lb_listen=(addresses.LB_IP, self.ports.lb),
             lb_source_ip=addresses.LB_IP,
             lb_service="tier" if self.topology.tier is not None else "app",
-            proxy_protocol=self.topology.load_balancer.proxy_protocol,
-            idle_timeout=self.topology.load_balancer.idle_timeout,
+            lb=self.topology.load_balancer.model_dump(mode="json"),
         )
         plan_path = self.run_dir / "netplan.json"
         plan_path.write_text(json.dumps(plan.to_json(), indent=2), encoding="utf-8")
