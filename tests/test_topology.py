@@ -56,7 +56,7 @@ def test_a_valid_user_topology_loads_from_a_path(tmp_path: Path) -> None:
     [
         (("nodes: 2", "nodes: 0"), "field nodes", "greater than or equal to 1"),
         (("nodes: 2", "nodez: 2"), "field nodez", "unknown field"),
-        (("mode: tcp", "mode: alb"), "field load_balancer.mode", "'elb' or 'tcp'"),
+        (("mode: tcp", "mode: alb"), "field load_balancer.mode", "'elb', 'nlb' or 'tcp'"),
         (("proxy_protocol: none", "proxy_protocol: v1"), "proxy_protocol must be 'none'", "no tier"),
         (("continuity: pass", "continuity: maybe"), "field expected.continuity", "'pass', 'fail' or 'n/a'"),
         (("expected: {continuity: pass, affinity: pass, balance: pass}\n", ""), "field expected", "missing"),

@@ -545,7 +545,9 @@ def _v1_ipv4(field: bytes, name: str, final: bool) -> str:
 
 
 def _v1_ipv6(field: bytes, name: str, final: bool) -> str:
-    if b":" not in field and (b"." in field or final):
+    colon, dot = field.find(b":"), field.find(b".")
+    if (colon < 0 and (dot >= 0 or final)) or 0 <= dot < colon:
+        # no colon at all, or a dot before the first colon: no IPv6 address starts that way
         raise ProxyProtocolError(f"v1: TCP6 with a non-IPv6 {name} {field!r}")
     if len(field) > 45 or not _IPV6_CHARS.issuperset(field):
         raise ProxyProtocolError(f"v1: {name} {field!r} is not an IPv6 address")

@@ -735,3 +735,15 @@ def test_arbitrary_bytes_raise_nothing_but_proxy_protocol_errors(data: bytes) ->
     assert whole == bytewise
     if isinstance(whole, ProxyHeader):
         assert 0 < whole.length <= len(data)
+
+
+@pytest.mark.parametrize("data", [b"PROXY TCP6 .:", b"PROXY TCP6 .", b"PROXY TCP6 1.2:"])
+def test_a_dot_before_the_first_colon_is_rejected_alike_whole_and_byte_by_byte(data: bytes) -> None:
+    """Found by the property test: the partial-field check once depended on where the bytes were cut."""
+    with pytest.raises(ProxyProtocolError) as whole:
+        decode(data)
+    assert not isinstance(whole.value, IncompleteHeader)
+    reader = HeaderReader()
+    with pytest.raises(ProxyProtocolError):
+        for byte in data:
+            reader.feed(bytes([byte]))
