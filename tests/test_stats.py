@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+
+from harness.stats import RELATIVE_PRECISION, Histogram, summarize
+
+PERCENTILES = [1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9]
+
+
+def exact(samples: list[float], p: float) -> float:
+    """The nearest-rank percentile: the smallest sample with at least p% of the samples at or below it."""
+    ordered = sorted(samples)
+    rank = max(1, math.ceil(p * len(ordered) / 100 - 1e-9))
+    return ordered[rank - 1]
+
+
+def filled(samples: list[float]) -> Histogram:
+    h = Histogram()
+    for s in samples:
+        h.record(s)
+    return h
+
+
+def test_the_stated_precision_is_within_two_percent() -> None:
+    assert RELATIVE_PRECISION <= 0.02
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_percentiles_of_known_samples_are_within_the_stated_precision(seed: int) -> None:
+    rng = random.Random(seed)
+    samples = [rng.lognormvariate(math.log(0.02), 1.5) for _ in range(5000)]  # ~20 ms, from µs to seconds
+    h = filled(samples)
+    assert h.count == 5000
+    for p in PERCENTILES:
+        want = exact(samples, p)
+        assert h.percentile(p) == pytest.approx(want, rel=RELATIVE_PRECISION), p
+
+
+def test_small_sample_percentiles_use_the_nearest_rank() -> None:
+    samples = [i / 1000 for i in range(1, 11)]  # 1 ms … 10 ms
+    h = filled(samples)
+    assert h.percentile(50) == pytest.approx(0.005, rel=RELATIVE_PRECISION)
+    assert h.percentile(90) == pytest.approx(0.009, rel=RELATIVE_PRECISION)
+    assert h.percentile(91) == 0.010  # rank 10: the exact max
+    assert h.percentile(0) == 0.001  # the exact min
+    assert h.percentile(100) == 0.010
+    assert h.mean == pytest.approx(0.0055)
+
+
+@pytest.mark.parametrize("value", [1e-5, 3.3e-5, 1e-3, 0.0123, 1.0, 7.77, 59.0, 599.0])
+def test_every_scale_from_10_us_to_10_min_keeps_the_precision(value: float) -> None:
+    # the value sits between an exact min and an exact max, so what comes back is its bucket's estimate
+    h = filled([0.0, value, 1e6])
+    assert h.percentile(50) == pytest.approx(value, rel=RELATIVE_PRECISION)
+
+
+def test_many_values_across_the_range_keep_the_precision() -> None:
+    for k in range(400):
+        value = 1e-5 * (6e7 ** (k / 399))  # 10 µs … 600 s
+        h = filled([0.0, value, 1e6])
+        assert h.percentile(50) == pytest.approx(value, rel=RELATIVE_PRECISION), value
+
+
+def test_values_outside_the_range_are_counted_and_clamped_to_the_exact_extremes() -> None:
+    h = filled([2e-6, 3e-6, 1000.0, 2000.0])
+    assert h.count == 4
+    assert h.percentile(0) == 2e-6
+    assert h.percentile(50) == pytest.approx(3e-6, abs=1e-5)  # below 10 µs: only the bucket is known
+    assert h.percentile(75) <= 2000.0
+    assert h.max == 2000.0
+
+
+def test_memory_is_fixed_whatever_the_number_of_samples() -> None:
+    rng = random.Random(7)
+    h = filled([rng.uniform(0, 700) for _ in range(50_000)])
+    assert len(h.to_json()["buckets"]) <= 26 * 64
+
+
+def test_merge_equals_recording_everything_in_one() -> None:
+    rng = random.Random(5)
+    a = [rng.expovariate(50) for _ in range(2000)]
+    b = [rng.expovariate(5) for _ in range(1000)]
+    merged = filled(a)
+    merged.merge(filled(b))
+    together = filled(a + b)
+    assert merged.count == 3000
+    assert merged.to_json()["buckets"] == together.to_json()["buckets"]
+    for p in [0, *PERCENTILES, 100]:
+        assert merged.percentile(p) == together.percentile(p)
+        assert merged.percentile(p) == pytest.approx(exact(a + b, p), rel=RELATIVE_PRECISION)
+
+
+def test_merging_an_empty_histogram_changes_nothing() -> None:
+    h = filled([0.1, 0.2])
+    h.merge(Histogram())
+    assert (h.count, h.min, h.max) == (2, 0.1, 0.2)
+    empty = Histogram()
+    empty.merge(h)
+    assert (empty.count, empty.min, empty.max) == (2, 0.1, 0.2)
+
+
+def test_json_round_trip() -> None:
+    h = filled([0.001, 0.01, 0.01, 0.5, 42.0])
+    again = Histogram.from_json(json.loads(json.dumps(h.to_json())))
+    assert again.to_json() == h.to_json()
+    assert [again.percentile(p) for p in PERCENTILES] == [h.percentile(p) for p in PERCENTILES]
+    assert Histogram.from_json(Histogram().to_json()).count == 0
+
+
+def test_json_from_another_layout_or_inconsistent_is_refused() -> None:
+    data = filled([0.1]).to_json()
+    with pytest.raises(ValueError, match="layout"):
+        Histogram.from_json({**data, "sub_buckets": 32})
+    with pytest.raises(ValueError, match="add up"):
+        Histogram.from_json({**data, "count": 2})
+    with pytest.raises(ValueError, match="out of range"):
+        Histogram.from_json({**data, "buckets": [[10**6, 1]]})
+
+
+@pytest.mark.parametrize("bad", [-0.001, math.nan, math.inf])
+def test_impossible_latencies_are_refused(bad: float) -> None:
+    with pytest.raises(ValueError, match="finite"):
+        Histogram().record(bad)
+
+
+def test_percentile_needs_samples_and_a_valid_p() -> None:
+    with pytest.raises(ValueError, match="empty"):
+        Histogram().percentile(50)
+    with pytest.raises(ValueError, match="between 0 and 100"):
+        filled([0.1]).percentile(101)
+
+
+def test_record_times() -> None:
+    h = Histogram()
+    h.record(0.01, times=9)
+    h.record(1.0)
+    assert h.count == 10
+    assert h.percentile(90) == pytest.approx(0.01, rel=RELATIVE_PRECISION)
+    with pytest.raises(ValueError, match="times"):
+        h.record(0.01, times=0)
+
+
+def test_summarize_in_milliseconds() -> None:
+    samples = [i / 1000 for i in range(1, 101)]  # 1 … 100 ms
+    summary = summarize(filled(samples))
+    assert summary["count"] == 100
+    assert summary["p50"] == pytest.approx(50.0, rel=RELATIVE_PRECISION)
+    assert summary["p90"] == pytest.approx(90.0, rel=RELATIVE_PRECISION)
+    assert summary["p99"] == pytest.approx(99.0, rel=RELATIVE_PRECISION)
+    assert summary["max"] == 100.0
+    assert summarize(Histogram()) == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
