@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,21 @@ _reports_option = click.option("--reports-dir", default=None, help="Where runs a
     show_default=True,
     help="Acknowledged calls per session.",
 )
+@click.option(
+    "--clients",
+    default=None,
+    help="Kinds of client, comma-separated: polling, upgrade, websocket (default: the topology's).",
+)
+@click.option(
+    "--events",
+    default=None,
+    help='A timeline during the swarm, e.g. "20s scale app 5; 40s kill app; 50s restart app; 30s lb-out node-1".',
+)
+@click.option(
+    "--app-cmd",
+    default=None,
+    help="Run this command as each app pod instead of the reference app (HOST, PORT, POD_NAME in its environment).",
+)
 @_seed_option
 @_base_port_option
 @_reports_option
@@ -94,17 +110,33 @@ def run(
     duration: float,
     client_addresses: str,
     calls: int,
+    clients: str | None,
+    events: str | None,
+    app_cmd: str | None,
     seed: int | None,
     base_port: int | None,
     reports_dir: str | None,
 ) -> None:
     """Bring a topology up, swarm it, judge it, write the report, take it down."""
-    from harness.runner import SwarmOptions, run_topology
+    from harness.events import parse_events
+    from harness.runner import USER_CLASSES, SwarmOptions, run_topology
 
-    options = SwarmOptions(
-        users=users, spawn_rate=spawn_rate, duration=duration, client_addresses=client_addresses, calls=calls
-    )
     topology = load_topology(topology_name)
+    modes = tuple(m.strip() for m in clients.split(",") if m.strip()) if clients else topology.clients.modes
+    unknown = [m for m in modes if m not in USER_CLASSES]
+    if unknown or not modes:
+        raise UsageError(f"--clients: unknown kind {', '.join(unknown) or '(none)'}; use polling, upgrade, websocket")
+    timeline = parse_events(events)
+    if timeline and timeline[-1].at >= duration:
+        raise UsageError(f"--events: {timeline[-1].label} is not before the end of the swarm ({duration:g}s)")
+    options = SwarmOptions(
+        users=users,
+        spawn_rate=spawn_rate,
+        duration=duration,
+        client_addresses=client_addresses,
+        calls=calls,
+        modes=modes,
+    )
     judgement = run_topology(
         topology,
         options,
@@ -112,6 +144,8 @@ def run(
         base_port=base_port,
         reports_dir=_reports_dir(reports_dir),
         echo=click.echo,
+        events=timeline,
+        app_cmd=shlex.split(app_cmd) if app_cmd else None,
     )
     click.echo(judgement.text)
     click.echo(f"report: {judgement.summary['report_dir']}/summary.json")

@@ -19,12 +19,16 @@ from harness.client.records import SessionRecord
 from harness.cluster.local.backend import LocalCluster
 from harness.cluster.local.processes import find_run_processes, kill_group, spawn
 from harness.errors import CommandError, UsageError
+from harness.events import Event, EventRunner
 from harness.runs import Judgement, cluster_link, judge, new_run_id
 from harness.topology import Topology
 
 __all__ = ["SwarmOptions", "attach", "bring_up", "run_topology", "scenario_path", "swarm", "take_down"]
 
 Echo = Callable[[str], None]
+
+# The Locust user class of scenarios/sticky.py for each kind of client.
+USER_CLASSES = {"polling": "PollingClient", "upgrade": "UpgradingClient", "websocket": "WebSocketClient"}
 
 
 @dataclass(frozen=True)
@@ -35,6 +39,7 @@ class SwarmOptions:
     client_addresses: str = "unique"
     calls: int = 3
     progress_every: float = 5.0
+    modes: tuple[str, ...] = ("polling", "upgrade", "websocket")  # kinds of client (see USER_CLASSES)
 
 
 def scenario_path() -> Path:
@@ -64,8 +69,18 @@ class _Progress:
                         self.violations += 1
 
 
-def swarm(entry_url: str, run_dir: Path, options: SwarmOptions, *, run_id: str, echo: Echo) -> None:
-    """Run Locust headless against ``entry_url`` until ``options.duration`` is over; records go to run_dir."""
+def swarm(
+    entry_url: str,
+    run_dir: Path,
+    options: SwarmOptions,
+    *,
+    run_id: str,
+    echo: Echo,
+    events: EventRunner | None = None,
+    replicas: Callable[[], str] | None = None,
+) -> None:
+    """Run Locust headless against ``entry_url`` until ``options.duration`` is over; records go to run_dir.
+    A timeline of events, if given, starts with the swarm."""
     argv = [
         sys.executable,
         "-m",
@@ -97,7 +112,10 @@ def swarm(entry_url: str, run_dir: Path, options: SwarmOptions, *, run_id: str, 
         "--calls",
         str(options.calls),
     ]
+    argv += [USER_CLASSES[mode] for mode in options.modes]
     process = spawn("locust", argv, run_id=run_id, log_path=run_dir / "locust.log")
+    if events is not None:
+        events.start()
     progress = _Progress(run_dir)
     started = time.monotonic()
     deadline = started + options.duration + 60
@@ -109,14 +127,22 @@ def swarm(entry_url: str, run_dir: Path, options: SwarmOptions, *, run_id: str, 
             if now >= next_line:
                 next_line = now + options.progress_every
                 progress.poll()
-                echo(
+                line = (
                     f"[{now - started:5.0f}s/{options.duration:g}s] sessions {progress.sessions}, "
                     f"violations {progress.violations}"
                 )
+                if replicas is not None:
+                    line += f", {replicas()}"
+                upcoming = events.next_event() if events is not None else None
+                if upcoming is not None:
+                    line += f", next event: {upcoming.label}"
+                echo(line)
             if now > deadline:
                 raise CommandError(argv, -1, process.log_tail(30), "the swarm did not stop on time: locust")
     finally:
         process.stop(grace=10.0)
+        if events is not None:
+            events.stop()
     code = process.popen.returncode if process.popen is not None else None
     if code not in (0, None):
         raise CommandError(argv, code, process.log_tail(30), "the swarm (locust)")
@@ -130,19 +156,31 @@ def run_topology(
     reports_dir: Path,
     base_port: int | None = None,
     echo: Echo = print,
+    events: list[Event] | None = None,
+    app_cmd: list[str] | None = None,
 ) -> Judgement:
-    """``harness run``: up, swarm, judge, report, down."""
+    """``harness run``: up, swarm (with a timeline of events, if any), judge, report, down."""
     run_id = new_run_id(topology.name)
     run_dir = reports_dir / run_id
     echo(f"run {run_id}: topology {topology.name} on the local backend, seed {seed}")
     started = time.time()
-    with LocalCluster(topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=base_port) as cluster:
+    cluster = LocalCluster(topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=base_port, app_cmd=app_cmd)
+    with cluster:
         echo(
             f"up: {len(cluster.pods('app'))} app pods, {len(cluster.pods('tier'))} tier pods, "
             f"{topology.nodes} nodes; entry {cluster.entry_url}; swarming {options.users} clients for "
             f"{options.duration:g}s"
         )
-        swarm(cluster.entry_url, run_dir, options, run_id=run_id, echo=echo)
+        timeline = (
+            EventRunner(cluster, events, run_dir, on_event=lambda r: echo(f"event {r.label} done")) if events else None
+        )
+
+        def replicas() -> str:
+            return f"app pods {len(cluster.pods('app'))}" + (
+                f", tier pods {len(cluster.pods('tier'))}" if topology.tier else ""
+            )
+
+        swarm(cluster.entry_url, run_dir, options, run_id=run_id, echo=echo, events=timeline, replicas=replicas)
         pods = [p.name for p in cluster.pods("app")]
         removed = list(cluster.removed_pods)
         network = cluster.status().get("network")

@@ -14,13 +14,15 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.checks import Thresholds, coincidence_note, compare, evaluate
+from harness.checks import CheckResult, Thresholds, check_balance, compare, evaluate
+from harness.checks.scaling import SLACK, assign_disruptions, scaling_report
 from harness.client.records import SessionRecord, read_sessions
 from harness.errors import UsageError
+from harness.events import EventRecord, read_event_records
 from harness.stats import Histogram, summarize
 from harness.topology import Topology, load_topology
 
@@ -74,6 +76,23 @@ def merged_latencies(run_dir: Path) -> dict[str, Histogram]:
     return merged
 
 
+def _steady_balance(
+    sessions: Sequence[SessionRecord], events: Sequence[EventRecord], pods: list[str], th: Thresholds
+) -> CheckResult:
+    """Balance at steady state: after the last event when enough sessions started then, else before the first."""
+    settled = events[-1].ended + SLACK
+    after = [s for s in sessions if s.started >= settled]
+    if sum(1 for s in after if s.pods) >= th.min_balance_sessions:
+        result = check_balance(after, pods, th)
+        window = f"sessions after the last event ({events[-1].label})"
+    else:
+        before = [s for s in sessions if s.started < events[0].started]
+        app_pods = events[0].pods_before if events[0].target == "app" or events[0].action.startswith("lb") else pods
+        result = check_balance(before, app_pods, th)
+        window = f"sessions before the first event ({events[0].label})"
+    return replace(result, figures={**result.figures, "window": window})
+
+
 @dataclass
 class Judgement:
     summary: dict[str, Any]
@@ -95,16 +114,22 @@ def judge(
     thresholds: Thresholds | None = None,
     meta: dict[str, Any] | None = None,
     reports_dir: Path | None = None,
+    client_addresses: str = "unique",
 ) -> Judgement:
     """Read every session record of a run, run the checks, compare with the topology's expected verdict, and
     write ``summary.json`` (and point ``reports/latest`` at the run)."""
     th = thresholds or Thresholds()
     sessions: list[SessionRecord] = list(read_sessions(sorted(run_dir.glob("sessions-*.jsonl"))))
-    all_pods = list(dict.fromkeys([*pods, *removed_pods]))
-    results = evaluate(sessions, all_pods, th, removed_pods=removed_pods)
-    expected = topology.expected_verdicts()
-    outcome = compare(results, expected)  # type: ignore[arg-type]
-    note = coincidence_note(sessions, list(pods))
+    events = read_event_records(run_dir)
+    assign_disruptions(sessions, events)
+    removed = list(dict.fromkeys([*removed_pods, *(p for e in events for p in e.removed)]))
+    # balance is judged over the pods that were there at the end (steady state); pods removed on the way are
+    # still known pods for the other checks
+    results = evaluate(sessions, list(pods), th, removed_pods=removed)
+    if events:
+        results["balance"] = _steady_balance(sessions, events, list(pods), th)
+    expected = topology.expected_verdicts(client_addresses)
+    outcome = compare(results, expected)
     latency = {name: summarize(h) for name, h in sorted(merged_latencies(run_dir).items())}
     summary: dict[str, Any] = {
         "schema": SUMMARY_SCHEMA,
@@ -116,7 +141,8 @@ def judge(
         "sessions": len(sessions),
         "clients": len({s.client for s in sessions}),
         "pods": list(pods),
-        "removed_pods": list(removed_pods),
+        "removed_pods": removed,
+        "events": scaling_report(sessions, events),
         "checks": {
             name: {
                 **result.to_json(),
@@ -126,7 +152,7 @@ def judge(
             }
             for name, result in results.items()
         },
-        "coincidence": note,
+        "notes": list(outcome.notes),
         "latency_ms": latency,
         "verdict": "as expected" if outcome.ok else "differs from expected",
         "exit_code": 0 if outcome.ok else 1,
@@ -134,6 +160,8 @@ def judge(
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     _point((reports_dir or run_dir.parent) / "latest", run_dir)
     text = outcome.render_text()
+    for report in summary["events"]:
+        text += f"\nevent {report['reading']}"
     if latency:
         lines = [
             f"  {name:<28} n={v['count']:<6} p50={v['p50']:.1f} ms  p99={v['p99']:.1f} ms"

@@ -104,7 +104,7 @@ class LoadBalancer(_Model):
 class Tier(_Model):
     """A proxy tier (nginx or HAProxy pods) between the NodePort and the app."""
 
-    kind: Literal["nginx"]
+    kind: Literal["nginx", "haproxy"]
     replicas: int = Field(2, ge=1, le=50)
     template: str  # path below clusters/templates/
     upstream: Literal["service", "endpoints"]  # through the app's ClusterIP Service, or to pod addresses
@@ -127,6 +127,22 @@ class Expected(_Model):
     balance: Expectation
 
 
+ClientMode = Literal["polling", "upgrade", "websocket"]
+AddressMode = Literal["unique", "shared-24", "single"]
+
+
+class Clients(_Model):
+    """Which kinds of Socket.IO client swarm the topology by default."""
+
+    modes: tuple[ClientMode, ...] = Field(("polling", "upgrade", "websocket"), min_length=1)
+
+
+class PartialExpected(_Model):
+    continuity: Expectation | None = None
+    affinity: Expectation | None = None
+    balance: Expectation | None = None
+
+
 class Topology(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,40}$")
     description: str = ""
@@ -134,7 +150,10 @@ class Topology(_Model):
     load_balancer: LoadBalancer = LoadBalancer()
     tier: Tier | None = None
     app: App = App()
+    clients: Clients = Clients()
     expected: Expected
+    # verdicts that differ when clients share addresses (e.g. ip_hash with many clients in one /24)
+    expected_with: dict[AddressMode, PartialExpected] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _consistent(self) -> Topology:
@@ -150,8 +169,13 @@ class Topology(_Model):
         """The Service exposed as NodePort: the tier's, or the app's when there is no tier."""
         return self.tier.service if self.tier else self.app.service
 
-    def expected_verdicts(self) -> dict[str, str]:
-        return dict(self.expected.model_dump())
+    def expected_verdicts(self, client_addresses: str = "unique") -> dict[str, str]:
+        """The expected verdict per check, for clients with the given kind of source addresses."""
+        verdicts = dict(self.expected.model_dump())
+        override = self.expected_with.get(client_addresses)  # type: ignore[call-overload]
+        if override is not None:
+            verdicts.update({k: v for k, v in override.model_dump().items() if v is not None})
+        return verdicts
 
 
 def topologies_dir() -> Path:

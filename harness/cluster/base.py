@@ -71,6 +71,19 @@ class Cluster(ABC):
         endpoints, removed pods out of the endpoints first and then stopped, as Kubernetes does."""
 
     @abstractmethod
+    def kill(self, component: Component) -> str:
+        """Kill one pod of a component without warning, as a crash would (its replacement is started, as a
+        ReplicaSet would); returns the killed pod's name."""
+
+    @abstractmethod
+    def restart(self, component: Component) -> None:
+        """A rolling restart: each pod replaced by a new one, a new pod ready before an old one goes."""
+
+    @abstractmethod
+    def set_node_in_balancer(self, node: str, enabled: bool) -> None:
+        """Take a node out of the load balancer's rotation, or put it back."""
+
+    @abstractmethod
     def status(self) -> dict[str, Any]:
         """What is running and how it is doing, JSON-serialisable (for ``harness status`` and evidence)."""
 

@@ -1,7 +1,7 @@
 """The local backend: a topology as real processes on loopback addresses, no containers needed.
 
 App pods are real Socket.IO servers (``python -m harness.app`` under uvicorn, or the user's own command), each on
-its own 127.x address; the nginx tier runs real nginx with the config shipped in ``clusters/templates``; the load
+its own 127.x address; the proxy tier runs real nginx or HAProxy with the config shipped in ``clusters/templates``; the load
 balancer and every node's kube-proxy run in one network daemon (``harness.net.netd``). Scaling starts or stops
 pods and updates the endpoints that the nodes and the tier see, in the order Kubernetes does it.
 
@@ -24,7 +24,7 @@ from typing import Any
 import requests
 
 from harness.cluster.base import Cluster, Component, Pod
-from harness.cluster.local.nginx import NginxPod
+from harness.cluster.local.tier import TierPod
 from harness.cluster.local.processes import ManagedProcess, find_run_processes, kill_group, spawn, wait_until
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.net import addresses
@@ -96,7 +96,7 @@ class LocalCluster(Cluster):
         self.app_pods: list[Pod] = []
         self.tier_pods: list[Pod] = []
         self.processes: dict[str, ManagedProcess] = {}
-        self.nginx: dict[str, NginxPod] = {}
+        self.tiers: dict[str, TierPod] = {}
         self._next_index: dict[Component, int] = {"app": 0, "tier": 0}
         self.control_path = run_dir / "netd.sock"
         self.state_path = run_dir / "cluster.json"
@@ -158,24 +158,58 @@ class LocalCluster(Cluster):
         current = self.pods(component)
         if replicas > len(current):
             new = [self._start_pod(component) for _ in range(replicas - len(current))]
-            if component == "app":
-                self._wait_app_ready(new)
-            else:
-                self._wait_tier_ready(new)
+            self._wait_ready(component, new)
             self._publish(component)
         elif replicas < len(current):
             leaving = current[replicas:]
-            keep = current[:replicas]
-            if component == "app":
-                self.app_pods = keep
-            else:
-                self.tier_pods = keep
+            self._set_pods(component, current[:replicas])
             self._publish(component)  # out of the endpoints first, then stopped, as Kubernetes does
             for pod in leaving:
                 self.removed_pods.append(pod.name)
                 self.processes.pop(pod.name).stop(grace=5.0)
-                self.nginx.pop(pod.name, None)
+                self.tiers.pop(pod.name, None)
         self.save_state()
+
+    def kill(self, component: Component) -> str:
+        pods = self.pods(component)
+        victim = random.Random(f"{self.seed}/kill/{len(self.removed_pods)}").choice(pods)
+        self.processes.pop(victim.name).stop(grace=0.0)  # SIGTERM then SIGKILL at once: a crash, no drain
+        self._set_pods(component, [p for p in pods if p.name != victim.name])
+        self.removed_pods.append(victim.name)
+        self.tiers.pop(victim.name, None)
+        self._publish(component)
+        replacement = self._start_pod(component)
+        self._wait_ready(component, [replacement])
+        self._publish(component)
+        self.save_state()
+        return victim.name
+
+    def restart(self, component: Component) -> None:
+        for old in self.pods(component):
+            new = self._start_pod(component)
+            self._wait_ready(component, [new])
+            self._publish(component)
+            self._set_pods(component, [p for p in self.pods(component) if p.name != old.name])
+            self._publish(component)
+            self.removed_pods.append(old.name)
+            self.processes.pop(old.name).stop(grace=5.0)
+            self.tiers.pop(old.name, None)
+        self.save_state()
+
+    def set_node_in_balancer(self, node: str, enabled: bool) -> None:
+        self._control({"op": "lb_node", "node": node, "enabled": enabled})
+
+    def _set_pods(self, component: Component, pods: list[Pod]) -> None:
+        if component == "app":
+            self.app_pods = pods
+        else:
+            self.tier_pods = pods
+
+    def _wait_ready(self, component: Component, pods: list[Pod]) -> None:
+        if component == "app":
+            self._wait_app_ready(pods)
+        else:
+            self._wait_tier_ready(pods)
 
     def status(self) -> dict[str, Any]:
         snapshot: dict[str, Any] | None
@@ -269,7 +303,8 @@ class LocalCluster(Cluster):
             address=addresses.tier_pod_ip(index),
             port=self.ports.tier,
         )
-        nginx = NginxPod(
+        tier_pod = TierPod(
+            kind=tier.kind,
             name=pod.name,
             node=pod.node,
             address=pod.address,
@@ -280,19 +315,19 @@ class LocalCluster(Cluster):
             run_id=self.run_id,
             attached=self.attached,
         )
-        self.nginx[pod.name] = nginx
-        self.processes[pod.name] = nginx.start(self._tier_upstreams(pod))
+        self.tiers[pod.name] = tier_pod
+        self.processes[pod.name] = tier_pod.start(self._tier_upstreams(pod))
         self.tier_pods.append(pod)
         return pod
 
-    def _tier_upstreams(self, tier_pod: Pod) -> list[str]:
-        """Where a tier pod sends requests: the app Service through its own node's kube-proxy, or the app
-        pods' endpoints directly."""
+    def _tier_upstreams(self, tier_pod: Pod) -> list[tuple[str, str]]:
+        """Where a tier pod sends requests, as (name, "host:port"): the app Service through its own node's
+        kube-proxy, or the app pods' endpoints directly."""
         assert self.ports is not None and self.topology.tier is not None
         if self.topology.tier.upstream == "service":
             node_index = int(tier_pod.node.split("-")[1])
-            return [f"{addresses.node_ip(node_index)}:{self.ports.cluster_port}"]
-        return [f"{p.address}:{p.port}" for p in self.app_pods if p.ready]
+            return [("app", f"{addresses.node_ip(node_index)}:{self.ports.cluster_port}")]
+        return [(p.name, f"{p.address}:{p.port}") for p in self.app_pods if p.ready]
 
     def _services(self) -> list[ServicePlan]:
         assert self.ports is not None
@@ -386,7 +421,7 @@ class LocalCluster(Cluster):
             self._control({"op": "endpoints", "service": "app", "endpoints": endpoints})
             if self.topology.tier is not None and self.topology.tier.upstream == "endpoints":
                 for pod in self.tier_pods:
-                    self.nginx[pod.name].reload(self._tier_upstreams(pod))
+                    self.tiers[pod.name].reload(self._tier_upstreams(pod))
         else:
             endpoints = [self._endpoint(p) for p in self.tier_pods]
             self._control({"op": "endpoints", "service": "tier", "endpoints": endpoints})
@@ -420,19 +455,14 @@ class LocalCluster(Cluster):
     def _wait_tier_ready(self, pods: list[Pod]) -> None:
         for pod in pods:
             process = self.processes[pod.name]
-            nginx = self.nginx[pod.name]
+            tier_pod = self.tiers[pod.name]
 
-            def ready(pod: Pod = pod, process: ManagedProcess = process, nginx: NginxPod = nginx) -> bool:
+            def ready(pod: Pod = pod, process: ManagedProcess = process, tier_pod: TierPod = tier_pod) -> bool:
                 if not process.alive():
-                    raise SetupError(f"tier pod {pod.name} exited at start:\n{nginx.error_log_tail()}")
+                    raise SetupError(f"tier pod {pod.name} exited at start:\n{tier_pod.log_tail()}")
                 return not port_free(pod.address, pod.port)
 
-            wait_until(
-                ready,
-                timeout=READY_TIMEOUT,
-                what=f"tier pod {pod.name} listening",
-                on_fail=nginx.error_log_tail,
-            )
+            wait_until(ready, timeout=READY_TIMEOUT, what=f"tier pod {pod.name} listening", on_fail=tier_pod.log_tail)
 
     def _diagnostics(self) -> str:
         parts = []
@@ -486,17 +516,19 @@ class LocalCluster(Cluster):
         cluster._next_index = state["next_index"]
         cluster.removed_pods = state.get("removed_pods", [])
         for pod in cluster.tier_pods:
-            nginx = NginxPod(
+            assert cluster.topology.tier is not None
+            tier_pod = TierPod(
+                kind=cluster.topology.tier.kind,
                 name=pod.name,
                 node=pod.node,
                 address=pod.address,
                 port=pod.port,
-                template=cluster.topology.tier.template if cluster.topology.tier else "",
+                template=cluster.topology.tier.template,
                 proxy_protocol=cluster.topology.load_balancer.proxy_protocol != "none",
                 pod_dir=cluster.run_dir / "pods" / pod.name,
                 run_id=cluster.run_id,
                 attached=False,
             )
-            nginx.process = cluster.processes[pod.name]
-            cluster.nginx[pod.name] = nginx
+            tier_pod.process = cluster.processes[pod.name]
+            cluster.tiers[pod.name] = tier_pod
         return cluster

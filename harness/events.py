@@ -1,0 +1,191 @@
+"""Timelines of cluster events during a swarm: scaling, pod kills, rolling restarts, nodes out of the balancer.
+
+A timeline is written the way people say it, ``"30s scale app 6; 60s scale app 2; 90s kill app; 120s restart
+app; 100s lb-out node-1; 110s lb-in node-1"``, and runs against any backend through the `Cluster` interface. Each
+event is recorded with when it started and ended and which pods it removed and added, so that the checks can tell
+a session broken by a deliberate removal (disrupted) from one broken by the topology (a violation).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from harness.errors import UsageError
+from harness.topology import parse_duration
+
+__all__ = ["Event", "EventRecord", "EventRunner", "parse_events", "read_event_records"]
+
+log = logging.getLogger(__name__)
+
+Action = Literal["scale", "kill", "restart", "lb-out", "lb-in"]
+
+GRAMMAR = (
+    "events are `TIME ACTION ...` separated by `;`: `30s scale app|tier N`, `60s kill app|tier`, "
+    "`90s restart app|tier`, `100s lb-out node-N`, `110s lb-in node-N`"
+)
+_COMPONENT = re.compile(r"^(app|tier)$")
+_NODE = re.compile(r"^node-\d+$")
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float  # seconds after the swarm started
+    action: Action
+    target: str  # "app" | "tier" | a node name
+    replicas: int | None = None  # for scale
+
+    @property
+    def label(self) -> str:
+        tail = f" {self.replicas}" if self.replicas is not None else ""
+        return f"{self.at:g}s {self.action} {self.target}{tail}"
+
+
+def _parse_one(text: str) -> Event:
+    words = text.split()
+    if len(words) < 3:
+        raise UsageError(f"event {text!r}: too short; {GRAMMAR}")
+    try:
+        at = parse_duration(words[0])
+    except ValueError as exc:
+        raise UsageError(f"event {text!r}: {exc}; {GRAMMAR}") from None
+    action, target, rest = words[1], words[2], words[3:]
+    if action == "scale":
+        if not _COMPONENT.match(target) or len(rest) != 1 or not rest[0].isdigit() or int(rest[0]) < 1:
+            raise UsageError(f"event {text!r}: scale takes app or tier and a replica count >= 1; {GRAMMAR}")
+        return Event(at, "scale", target, int(rest[0]))
+    if action in ("kill", "restart"):
+        if not _COMPONENT.match(target) or rest:
+            raise UsageError(f"event {text!r}: {action} takes app or tier; {GRAMMAR}")
+        return Event(at, action, target)  # type: ignore[arg-type]
+    if action in ("lb-out", "lb-in"):
+        if not _NODE.match(target) or rest:
+            raise UsageError(f"event {text!r}: {action} takes a node name such as node-1; {GRAMMAR}")
+        return Event(at, action, target)  # type: ignore[arg-type]
+    raise UsageError(f"event {text!r}: unknown action {action!r}; {GRAMMAR}")
+
+
+def parse_events(text: str | None) -> list[Event]:
+    """Events from a timeline string, in time order."""
+    if not text or not text.strip():
+        return []
+    events = [_parse_one(part.strip()) for part in text.split(";") if part.strip()]
+    return sorted(events, key=lambda e: e.at)
+
+
+@dataclass
+class EventRecord:
+    id: str  # "e1", "e2", … in time order
+    label: str
+    action: str
+    target: str
+    replicas: int | None
+    started: float  # wall-clock seconds since the epoch
+    ended: float
+    pods_before: list[str] = field(default_factory=list)  # the component's pods before the event (app for lb-*)
+    pods_after: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    added: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def read_event_records(run_dir: Path) -> list[EventRecord]:
+    path = run_dir / "events.jsonl"
+    if not path.is_file():
+        return []
+    return [EventRecord(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+class EventRunner:
+    """Runs a timeline against a cluster in a background thread, from ``start()`` on, recording each event."""
+
+    def __init__(
+        self,
+        cluster: Any,  # harness.cluster.base.Cluster (Any: the events run on any backend)
+        events: list[Event],
+        run_dir: Path,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        on_event: Callable[[EventRecord], None] | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.events = events
+        self.path = run_dir / "events.jsonl"
+        self.clock = clock
+        self.wall = wall
+        self.on_event = on_event
+        self.records: list[EventRecord] = []
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if not self.events:
+            return
+        self._thread = threading.Thread(target=self._run, name="events", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 60.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def next_event(self) -> Event | None:
+        """The first event not yet applied (for a progress line)."""
+        upcoming = self.events[len(self.records) :]
+        return upcoming[0] if upcoming else None
+
+    def _run(self) -> None:
+        begin = self.clock()
+        for index, event in enumerate(self.events, start=1):
+            if self._stop.wait(max(0.0, begin + event.at - self.clock())):
+                return
+            record = self.apply(f"e{index}", event)
+            self.records.append(record)
+            with open(self.path, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(record.to_json()) + "\n")
+            if self.on_event is not None:
+                self.on_event(record)
+
+    def apply(self, event_id: str, event: Event) -> EventRecord:
+        component = event.target if event.action in ("scale", "kill", "restart") else "app"
+        before = [p.name for p in self.cluster.pods(component)]
+        started = self.wall()
+        error = None
+        try:
+            if event.action == "scale":
+                self.cluster.scale(component, event.replicas)
+            elif event.action == "kill":
+                self.cluster.kill(component)
+            elif event.action == "restart":
+                self.cluster.restart(component)
+            else:
+                self.cluster.set_node_in_balancer(event.target, event.action == "lb-in")
+        except Exception as exc:  # an event that fails is recorded, and the run goes on
+            log.warning("event %s failed: %s", event.label, exc)
+            error = str(exc)
+        after = [p.name for p in self.cluster.pods(component)]
+        return EventRecord(
+            id=event_id,
+            label=event.label,
+            action=event.action,
+            target=event.target,
+            replicas=event.replicas,
+            started=started,
+            ended=self.wall(),
+            pods_before=before,
+            pods_after=after,
+            removed=[p for p in before if p not in after],
+            added=[p for p in after if p not in before],
+            error=error,
+        )
