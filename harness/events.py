@@ -127,11 +127,14 @@ class EventRunner:
         self.on_event = on_event
         self.records: list[EventRecord] = []
         self._stop = threading.Event()
+        self._begin = 0.0
         self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
+    def start(self, begin: float | None = None) -> None:
+        """Start the timeline; event times count from ``begin`` (the clock's now by default)."""
         if not self.events:
             return
+        self._begin = self.clock() if begin is None else begin
         self._thread = threading.Thread(target=self._run, name="events", daemon=True)
         self._thread.start()
 
@@ -146,9 +149,8 @@ class EventRunner:
         return upcoming[0] if upcoming else None
 
     def _run(self) -> None:
-        begin = self.clock()
         for index, event in enumerate(self.events, start=1):
-            if self._stop.wait(max(0.0, begin + event.at - self.clock())):
+            if self._stop.wait(max(0.0, self._begin + event.at - self.clock())):
                 return
             record = self.apply(f"e{index}", event)
             self.records.append(record)
