@@ -55,6 +55,15 @@ class _Progress:
         self.sessions = 0
         self.violations = 0
 
+    def live(self) -> dict[str, int]:
+        """Users and live sessions summed over the load-generator processes' status files."""
+        totals: dict[str, int] = {}
+        for path in self.run_dir.glob("status-*.json"):
+            with contextlib.suppress(OSError, ValueError):
+                for key, value in json.loads(path.read_text(encoding="utf-8")).items():
+                    totals[key] = totals.get(key, 0) + int(value)
+        return totals
+
     def poll(self) -> None:
         for path in self.run_dir.glob("sessions-*.jsonl"):
             with open(path, "rb") as fh:
@@ -127,8 +136,10 @@ def swarm(
             if now >= next_line:
                 next_line = now + options.progress_every
                 progress.poll()
+                live = progress.live()
                 line = (
-                    f"[{now - started:5.0f}s/{options.duration:g}s] sessions {progress.sessions}, "
+                    f"[{now - started:5.0f}s/{options.duration:g}s] users {live.get('users', 0)}, "
+                    f"live sessions {live.get('live_sessions', 0)}, sessions {progress.sessions}, "
                     f"violations {progress.violations}"
                 )
                 if replicas is not None:

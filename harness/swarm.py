@@ -42,7 +42,7 @@ _TIMED = {
     ExchangeKind.HANDSHAKE: "handshake",
     ExchangeKind.UPGRADE: "upgrade",
     ExchangeKind.POST: "post",
-    ExchangeKind.ACK: "ack whoami",
+    ExchangeKind.ACK: "ack",
 }
 
 
@@ -63,6 +63,12 @@ class _Run:
         self.sessions = 0
         self.violations = 0
         self.latency: dict[str, Histogram] = {}
+        import time as wall_time
+
+        from harness.report.series import LatencySeries
+
+        self.wall = wall_time.time  # when a latency was recorded: the report's series are by wall clock
+        self.latency_series = LatencySeries()  # the same latencies per 5 s of wall clock, for the report
         self.name = ""
 
     def open(self, run_dir: Path, worker: int) -> None:
@@ -77,6 +83,7 @@ class _Run:
             if hist is None:
                 hist = self.latency[name] = Histogram()
             hist.record(seconds)
+            self.latency_series.record(name, seconds, at=self.wall())
 
     def write(self, record: SessionRecord) -> None:
         with self.lock:
@@ -94,9 +101,51 @@ class _Run:
         if self.run_dir is not None and self.latency:
             data = {name: h.to_json() for name, h in self.latency.items()}
             (self.run_dir / f"latency-{self.name}.json").write_text(json.dumps(data), encoding="utf-8")
+            series = json.dumps(self.latency_series.to_json())
+            (self.run_dir / f"series-latency-{self.name}.json").write_text(series, encoding="utf-8")
 
 
 RUN = _Run()
+
+
+class _Live:
+    """Live figures of this process for the progress line: written to ``status-<pid>.json`` every second."""
+
+    def __init__(self) -> None:
+        self.sessions_live = 0
+        self.greenlet: Any = None
+
+    def start(self, environment: Environment) -> None:
+        import gevent
+
+        def loop() -> None:
+            while True:
+                self.write(environment)
+                gevent.sleep(1.0)
+
+        self.greenlet = gevent.spawn(loop)
+
+    def write(self, environment: Environment) -> None:
+        if RUN.run_dir is None:
+            return
+        runner = environment.runner
+        status = {
+            "users": runner.user_count if runner is not None else 0,
+            "live_sessions": self.sessions_live,
+            "sessions": RUN.sessions,
+            "violations": RUN.violations,
+        }
+        tmp = RUN.run_dir / f".status-{os.getpid()}.json"
+        tmp.write_text(json.dumps(status), encoding="utf-8")
+        tmp.replace(RUN.run_dir / f"status-{os.getpid()}.json")
+
+    def stop(self) -> None:
+        if self.greenlet is not None:
+            self.greenlet.kill(block=False)
+            self.greenlet = None
+
+
+LIVE = _Live()
 
 
 @events.init_command_line_parser.add_listener
@@ -135,8 +184,14 @@ def _on_init(environment: Environment, **_: Any) -> None:
     RUN.open(owner.run_dir, worker)
 
 
+@events.test_start.add_listener
+def _on_test_start(environment: Environment, **_: Any) -> None:
+    LIVE.start(environment)
+
+
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
+    LIVE.stop()
     RUN.close()
     owner = RUN.session_owner
     if owner is not None:
@@ -175,7 +230,11 @@ class StickyUser(User):
     def run_session(self) -> SessionRecord:
         """One session; report it to Locust and to the run's records."""
         assert self.client is not None
-        record = self.client.run_session(self.mode, calls=self.calls)
+        LIVE.sessions_live += 1
+        try:
+            record = self.client.run_session(self.mode, calls=self.calls)
+        finally:
+            LIVE.sessions_live -= 1
         duration_ms = max(0.0, (record.ended - record.started) * 1000)
         problem = record.violation or record.error
         self.environment.events.request.fire(
