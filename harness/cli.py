@@ -52,21 +52,74 @@ _topology_option = click.option(
     show_default=True,
     help="A built-in topology name (see `harness topologies`) or a path to a topology YAML file.",
 )
-_backend_option = click.option(
-    "--backend",
-    type=click.Choice(["local"]),
-    default="local",
-    show_default=True,
-    help="Where the topology runs: local = real processes on loopback addresses.",
-)
+_BACKEND_OPTIONS = [
+    click.option(
+        "--backend",
+        type=click.Choice(["local", "kind", "kubeconfig"]),
+        default="local",
+        show_default=True,
+        help="local: real processes on loopback addresses; kind: a kind cluster (needs Docker and kind); "
+        "kubeconfig: an existing cluster behind your own load balancer.",
+    ),
+    click.option("--base-port", type=int, default=None, help="local: first of 5 ports (default: random)."),
+    click.option("--keep-cluster", is_flag=True, help="kind/kubeconfig: do not delete what the run created."),
+    click.option(
+        "--kube-proxy-mode",
+        type=click.Choice(["iptables", "nftables", "ipvs"]),
+        default="iptables",
+        show_default=True,
+        help="kind: the kube-proxy mode of the cluster (clusters/kind/*.yaml).",
+    ),
+    click.option(
+        "--cluster-name", default="sticky-harness", show_default=True, help="kind: cluster to create or reuse."
+    ),
+    click.option("--context", default=None, help="kubeconfig: the context of your cluster."),
+    click.option("--entry-url", default=None, help="kubeconfig: your load balancer's URL (the clients' entry)."),
+    click.option("--image", default=None, help="kubeconfig: the app image, pushed where the cluster pulls from."),
+    click.option("--dry-run", is_flag=True, help="kind/kubeconfig: print every command and API call, run nothing."),
+]
+
+
+def _backend_options(func: Any) -> Any:
+    for option in reversed(_BACKEND_OPTIONS):
+        func = option(func)
+    return func
+
+
+def _backend(kwargs: dict[str, Any], app_cmd: list[str] | None = None) -> Any:
+    from harness.runner import BackendOptions
+
+    return BackendOptions(
+        name=kwargs.pop("backend"),
+        base_port=kwargs.pop("base_port"),
+        app_cmd=app_cmd,
+        keep_cluster=kwargs.pop("keep_cluster"),
+        proxy_mode=kwargs.pop("kube_proxy_mode"),
+        cluster_name=kwargs.pop("cluster_name"),
+        context=kwargs.pop("context"),
+        entry_url=kwargs.pop("entry_url"),
+        image=kwargs.pop("image"),
+        dry_run=kwargs.pop("dry_run"),
+    )
+
+
+def _print_plan(topology: Any, backend: Any) -> None:
+    from harness.cluster.kind import dry_run_plan, format_plan
+
+    steps = dry_run_plan(
+        topology, cluster_name=backend.cluster_name, keep=backend.keep_cluster, proxy_mode=backend.proxy_mode
+    )
+    click.echo(f"# what `--backend {backend.name}` would do for topology {topology.name} (nothing was run)")
+    click.echo(format_plan(steps))
+
+
 _seed_option = click.option("--seed", type=int, default=None, help="Seed of the backend's random choices (replay).")
-_base_port_option = click.option("--base-port", type=int, default=None, help="First of 5 ports (default: random).")
 _reports_option = click.option("--reports-dir", default=None, help="Where runs are written (default: ./reports).")
 
 
 @cli.command()
 @_topology_option
-@_backend_option
+@_backend_options
 @click.option("--users", type=click.IntRange(1, 5000), default=30, show_default=True, help="Simulated clients.")
 @click.option("--spawn-rate", type=click.FloatRange(0.1, 1000), default=10.0, show_default=True)
 @click.option("--duration", default="60s", show_default=True, callback=_duration, help="How long to swarm.")
@@ -100,11 +153,9 @@ _reports_option = click.option("--reports-dir", default=None, help="Where runs a
     help="Run this command as each app pod instead of the reference app (HOST, PORT, POD_NAME in its environment).",
 )
 @_seed_option
-@_base_port_option
 @_reports_option
 def run(
     topology_name: str,
-    backend: str,
     users: int,
     spawn_rate: float,
     duration: float,
@@ -114,14 +165,20 @@ def run(
     events: str | None,
     app_cmd: str | None,
     seed: int | None,
-    base_port: int | None,
     reports_dir: str | None,
+    **backend_kwargs: Any,
 ) -> None:
     """Bring a topology up, swarm it, judge it, write the report, take it down."""
     from harness.events import parse_events
     from harness.runner import USER_CLASSES, SwarmOptions, run_topology
 
     topology = load_topology(topology_name)
+    backend = _backend(backend_kwargs, shlex.split(app_cmd) if app_cmd else None)
+    if backend.dry_run:
+        if backend.name == "local":
+            raise UsageError("--dry-run is for the kind and kubeconfig backends: the local backend runs here")
+        _print_plan(topology, backend)
+        return
     modes = tuple(m.strip() for m in clients.split(",") if m.strip()) if clients else topology.clients.modes
     unknown = [m for m in modes if m not in USER_CLASSES]
     if unknown or not modes:
@@ -141,11 +198,10 @@ def run(
         topology,
         options,
         seed=seed if seed is not None else secrets.randbelow(2**31),
-        base_port=base_port,
         reports_dir=_reports_dir(reports_dir),
+        backend=backend,
         echo=click.echo,
         events=timeline,
-        app_cmd=shlex.split(app_cmd) if app_cmd else None,
     )
     click.echo(judgement.text)
     click.echo(f"report: {judgement.summary['report_dir']}/summary.json")
@@ -154,33 +210,52 @@ def run(
 
 @cli.command()
 @_topology_option
-@_backend_option
-@click.option("--name", default="sticky", show_default=True, help="A name to find the cluster by later.")
+@_backend_options
+@click.option("--name", default="sticky", show_default=True, help="local: a name to find the cluster by later.")
 @_seed_option
-@_base_port_option
 @_reports_option
 def up(
     topology_name: str,
-    backend: str,
     name: str,
     seed: int | None,
-    base_port: int | None,
     reports_dir: str | None,
+    **backend_kwargs: Any,
 ) -> None:
-    """Bring a topology up and leave it running (take it down with `harness down`)."""
-    from harness.runner import bring_up
+    """Bring a topology up. local: it keeps running until `harness down`; kind/kubeconfig: it stays up until
+    Ctrl-C (the load-balancer simulator runs in this process)."""
+    from harness.runner import bring_up, hold_up
 
+    topology = load_topology(topology_name)
+    backend = _backend(backend_kwargs)
+    seed_value = seed if seed is not None else secrets.randbelow(2**31)
+    if backend.name != "local":
+        if backend.dry_run:
+            _print_plan(topology, backend)
+            return
+        hold_up(topology, backend, reports_dir=_reports_dir(reports_dir), seed=seed_value, echo=click.echo)
+        return
+    if backend.dry_run or backend.keep_cluster:
+        raise UsageError("--dry-run and --keep-cluster are for the kind and kubeconfig backends")
     cluster = bring_up(
-        load_topology(topology_name),
-        name=name,
-        reports_dir=_reports_dir(reports_dir),
-        seed=seed if seed is not None else secrets.randbelow(2**31),
-        base_port=base_port,
+        topology, name=name, reports_dir=_reports_dir(reports_dir), seed=seed_value, base_port=backend.base_port
     )
     click.echo(f"cluster {name} is up: topology {cluster.topology.name}, run {cluster.run_id}, seed {cluster.seed}")
     click.echo(f"entry: {cluster.entry_url}")
     click.echo(f"swarm it:  locust -f scenarios/sticky.py --attach {name}")
     click.echo(f"stop it:   harness down --name {name}")
+
+
+@cli.command()
+@_topology_option
+@click.option("--backend", type=click.Choice(["kind"]), default="kind", show_default=True)
+@click.option("--out", "out_dir", required=True, help="Directory for the kind config and every manifest.")
+@click.option("--kube-proxy-mode", type=click.Choice(["iptables", "nftables", "ipvs"]), default="iptables")
+def render(topology_name: str, backend: str, out_dir: str, kube_proxy_mode: str) -> None:
+    """Write what the kind backend would apply: the kind config and every manifest of a topology."""
+    from harness.cluster.kind import render_to_dir
+
+    for path in render_to_dir(load_topology(topology_name), Path(out_dir), proxy_mode=kube_proxy_mode):
+        click.echo(str(path))
 
 
 @cli.command()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.client.records import SessionRecord
+from harness.cluster.base import Cluster
 from harness.cluster.local.backend import LocalCluster
 from harness.cluster.local.processes import find_run_processes, kill_group, spawn
 from harness.errors import CommandError, UsageError
@@ -29,6 +30,68 @@ Echo = Callable[[str], None]
 
 # The Locust user class of scenarios/sticky.py for each kind of client.
 USER_CLASSES = {"polling": "PollingClient", "upgrade": "UpgradingClient", "websocket": "WebSocketClient"}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    """Which backend a run uses and how: local (processes on loopback), kind (a kind cluster on this machine),
+    kubeconfig (an existing cluster behind the user's own load balancer)."""
+
+    name: str = "local"
+    base_port: int | None = None  # local
+    app_cmd: list[str] | None = None  # local
+    keep_cluster: bool = False  # kind, kubeconfig
+    proxy_mode: str = "iptables"  # kind: kube-proxy mode (iptables, nftables, ipvs)
+    cluster_name: str = "sticky-harness"  # kind
+    context: str | None = None  # kubeconfig
+    entry_url: str | None = None  # kubeconfig
+    image: str | None = None  # kubeconfig: the app image, pushed where the cluster can pull it
+    dry_run: bool = False  # kind, kubeconfig: print the plan, run nothing
+
+
+def make_cluster(
+    topology: Topology, backend: BackendOptions, *, run_id: str, run_dir: Path, seed: int, echo: Echo = print
+) -> Cluster:
+    """The cluster of a run on the chosen backend (not yet up)."""
+    if backend.name == "local":
+        if backend.dry_run:
+            raise UsageError("--dry-run is for the kind and kubeconfig backends: the local backend runs here")
+        return LocalCluster(
+            topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=backend.base_port, app_cmd=backend.app_cmd
+        )
+    if backend.app_cmd:
+        raise UsageError("--app-cmd is for the local backend; on a cluster, give your app's image")
+    from harness.cluster.kind import KindCluster, KubeconfigCluster, kind_config_path
+
+    if backend.name == "kind":
+        return KindCluster(
+            topology,
+            run_id=run_id,
+            run_dir=run_dir,
+            seed=seed,
+            cluster_name=backend.cluster_name,
+            kind_config=kind_config_path(backend.proxy_mode),
+            keep=backend.keep_cluster,
+            dry_run=backend.dry_run,
+            echo=echo,
+        )
+    if backend.name == "kubeconfig":
+        if not backend.context or not backend.entry_url:
+            raise UsageError("--backend kubeconfig needs --context NAME and --entry-url URL (your load balancer)")
+        extra = {"image": backend.image} if backend.image else {}
+        return KubeconfigCluster(
+            topology,
+            run_id=run_id,
+            run_dir=run_dir,
+            context=backend.context,
+            entry_url=backend.entry_url,
+            seed=seed,
+            keep=backend.keep_cluster,
+            dry_run=backend.dry_run,
+            echo=echo,
+            **extra,  # type: ignore[arg-type]
+        )
+    raise UsageError(f"unknown backend {backend.name!r}: local, kind or kubeconfig")
 
 
 @dataclass(frozen=True)
@@ -165,17 +228,17 @@ def run_topology(
     *,
     seed: int,
     reports_dir: Path,
-    base_port: int | None = None,
+    backend: BackendOptions | None = None,
     echo: Echo = print,
     events: list[Event] | None = None,
-    app_cmd: list[str] | None = None,
 ) -> Judgement:
     """``harness run``: up, swarm (with a timeline of events, if any), judge, report, down."""
     run_id = new_run_id(topology.name)
     run_dir = reports_dir / run_id
-    echo(f"run {run_id}: topology {topology.name} on the local backend, seed {seed}")
+    backend = backend or BackendOptions()
+    echo(f"run {run_id}: topology {topology.name} on the {backend.name} backend, seed {seed}")
     started = time.time()
-    cluster = LocalCluster(topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=base_port, app_cmd=app_cmd)
+    cluster = make_cluster(topology, backend, run_id=run_id, run_dir=run_dir, seed=seed, echo=echo)
     with cluster:
         echo(
             f"up: {len(cluster.pods('app'))} app pods, {len(cluster.pods('tier'))} tier pods, "
@@ -193,7 +256,7 @@ def run_topology(
 
         swarm(cluster.entry_url, run_dir, options, run_id=run_id, echo=echo, events=timeline, replicas=replicas)
         pods = [p.name for p in cluster.pods("app")]
-        removed = list(cluster.removed_pods)
+        removed = list(getattr(cluster, "removed_pods", []))
         network = cluster.status().get("network")
     if network:
         (run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
@@ -209,7 +272,7 @@ def run_topology(
     return judge(
         run_dir,
         topology,
-        backend="local",
+        backend=backend.name,
         pods=pods,
         removed_pods=removed,
         meta=meta,
@@ -270,3 +333,16 @@ def take_down(name: str, *, reports_dir: Path, all_runs: bool = False) -> list[s
             kill_group(pid, grace=2.0)
         lines.append(f"stopped {len(leftovers)} leftover process(es) of earlier runs")
     return lines
+
+
+def hold_up(topology: Topology, backend: BackendOptions, *, reports_dir: Path, seed: int, echo: Echo = print) -> None:
+    """``harness up`` on a cluster backend: up, then hold it (and the balancer this process runs) until Ctrl-C."""
+    run_id = new_run_id(topology.name)
+    cluster = make_cluster(topology, backend, run_id=run_id, run_dir=reports_dir / run_id, seed=seed, echo=echo)
+    with cluster:
+        echo(f"cluster up on the {backend.name} backend: topology {topology.name}, run {run_id}")
+        echo(f"entry: {cluster.entry_url}")
+        echo(f"swarm it from another terminal:  locust -f scenarios/sticky.py --host {cluster.entry_url}")
+        echo("Ctrl-C takes it down" + (" (the cluster itself is kept)" if backend.keep_cluster else ""))
+        while True:
+            time.sleep(3600)
