@@ -204,7 +204,8 @@ def run(
         events=timeline,
     )
     click.echo(judgement.text)
-    click.echo(f"report: {judgement.summary['report_dir']}/summary.json")
+    click.echo(f"summary: {judgement.summary['report_dir']}/summary.json")
+    click.echo(f"report:  {judgement.summary['report_dir']}/report.html")
     sys.exit(judgement.exit_code)
 
 
@@ -298,6 +299,18 @@ def topologies() -> None:
         topo = load_topology(name)
         expected = ", ".join(f"{k} {v}" for k, v in topo.expected_verdicts().items())
         click.echo(f"{name:<16} {expected}")
+
+
+def _add_commands() -> None:
+    from harness.cli_proxy import proxy
+    from harness.report.cli import compare_command, report_command
+
+    cli.add_command(report_command)
+    cli.add_command(compare_command)
+    cli.add_command(proxy)
+
+
+_add_commands()
 
 
 def main(argv: list[str] | None = None) -> int:

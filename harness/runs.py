@@ -158,6 +158,9 @@ def judge(
         "exit_code": 0 if outcome.ok else 1,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    from harness.report import write_report
+
+    write_report(run_dir)
     _point((reports_dir or run_dir.parent) / "latest", run_dir)
     text = outcome.render_text()
     for report in summary["events"]:
@@ -199,7 +202,8 @@ class SwarmOwner:
                 self.run_dir, self.topology, backend="local", pods=pods, removed_pods=removed, meta=self.meta
             )
             print(judgement.text, flush=True)
-            print(f"report: {self.run_dir / 'summary.json'}", flush=True)
+            print(f"summary: {self.run_dir / 'summary.json'}", flush=True)
+            print(f"report:  {self.run_dir / 'report.html'}", flush=True)
             return judgement.exit_code
         finally:
             if self.cluster is not None:

@@ -12,6 +12,7 @@ The state of a cluster brought up with ``harness up`` is kept in a JSON file so 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import random
@@ -98,7 +99,8 @@ class LocalCluster(Cluster):
         self.processes: dict[str, ManagedProcess] = {}
         self.tiers: dict[str, TierPod] = {}
         self._next_index: dict[Component, int] = {"app": 0, "tier": 0}
-        self.control_path = run_dir / "netd.sock"
+        # An abstract Unix socket (Linux): no file to clean up, and no limit from the length of run_dir's path.
+        self.control_path = "\0sticky-harness/" + hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:24]
         self.state_path = run_dir / "cluster.json"
         self.removed_pods: list[str] = []
         self._down = False
@@ -145,8 +147,6 @@ class LocalCluster(Cluster):
             process.stop(grace=3.0)
         for pid in find_run_processes(self.run_id):  # anything a piece started and left behind
             kill_group(pid, grace=1.0)
-        with contextlib.suppress(OSError):
-            self.control_path.unlink()
         with contextlib.suppress(OSError):
             self.state_path.unlink()
 
@@ -383,7 +383,7 @@ class LocalCluster(Cluster):
         plan = NetPlan(
             run_id=self.run_id,
             seed=self.seed,
-            control_path=str(self.control_path),
+            control_path=self.control_path,
             nodes=[NodePlan(f"node-{i}", addresses.node_ip(i)) for i in range(self.topology.nodes)],
             services=self._services(),
             lb_listen=(addresses.LB_IP, self.ports.lb),
@@ -393,8 +393,6 @@ class LocalCluster(Cluster):
         )
         plan_path = self.run_dir / "netplan.json"
         plan_path.write_text(json.dumps(plan.to_json(), indent=2), encoding="utf-8")
-        with contextlib.suppress(OSError):
-            self.control_path.unlink()
         process = spawn(
             "netd",
             [sys.executable, "-m", "harness.net.netd", str(plan_path)],

@@ -1,0 +1,180 @@
+"""Run directories built by hand for the report tests: session and event records, latency histograms and series,
+and a summary written by the real `harness.runs.judge`, so that the report reads exactly what a run leaves.
+
+Four runs: one with scale events (nginx-hash, scale 3 → 5, then a pod killed), a lucky pass of the seed recipe
+(every session on one pod), a failing negative control (no-affinity, sessions served by several pods), and an
+empty one (no session at all).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness.client.records import Mode, SessionRecord, write_session
+from harness.events import EventRecord
+from harness.report.series import LatencySeries
+from harness.runs import judge
+from harness.stats import Histogram
+from harness.topology import load_topology
+
+T0 = 1_700_000_000.0
+DURATION = 90.0
+
+
+def session(
+    client: str,
+    pods: Sequence[str],
+    started: float,
+    *,
+    length: float = 1.5,
+    mode: Mode = Mode.POLLING,
+    sticky_failures: int = 0,
+    error: str | None = None,
+) -> SessionRecord:
+    record = SessionRecord(
+        client=client,
+        source=f"127.64.{int(client[1:]) // 250}.{int(client[1:]) % 250 + 1}",
+        mode=mode,
+        started=started,
+        ended=started + length,
+        sid=f"sid-{client}-{started:.1f}",
+        pods=list(pods),
+        counts={"handshake": 1, "poll": 3, "post": 2},
+        connected=bool(pods),
+        error=error,
+    )
+    if sticky_failures:
+        record.sticky_failures = sticky_failures
+        record.first_failure = "post 400: Invalid session"
+    return record
+
+
+def event_record(
+    eid: str, at: float, label: str, action: str, before: list[str], after: list[str], error: str | None = None
+) -> EventRecord:
+    return EventRecord(
+        id=eid,
+        label=label,
+        action=action,
+        target="app",
+        replicas=len(after) if action == "scale" else None,
+        started=T0 + at,
+        ended=T0 + at + 1.0,
+        pods_before=before,
+        pods_after=after,
+        removed=[p for p in before if p not in after],
+        added=[p for p in after if p not in before],
+        error=error,
+    )
+
+
+def write_latency(run_dir: Path, samples: dict[str, list[tuple[float, float]]], worker: str = "0-1") -> None:
+    """Whole-run histograms and the time series, as a load-generator process leaves them."""
+    series = LatencySeries()
+    hists: dict[str, Histogram] = {}
+    for name, points in samples.items():
+        for at, seconds in points:
+            hists.setdefault(name, Histogram()).record(seconds)
+            series.record(name, seconds, at=at)
+    data = {name: h.to_json() for name, h in hists.items()}
+    (run_dir / f"latency-{worker}.json").write_text(json.dumps(data), encoding="utf-8")
+    (run_dir / f"series-latency-{worker}.json").write_text(json.dumps(series.to_json()), encoding="utf-8")
+
+
+def write_run(
+    reports: Path,
+    name: str,
+    topology: str,
+    sessions: Sequence[SessionRecord],
+    pods: list[str],
+    *,
+    events: Sequence[EventRecord] = (),
+    latency: dict[str, list[tuple[float, float]]] | None = None,
+) -> Path:
+    run_dir = reports / name
+    run_dir.mkdir(parents=True)
+    with open(run_dir / "sessions-0-1.jsonl", "w", encoding="utf-8") as fh:
+        for record in sessions:
+            write_session(fh, record)
+    if events:
+        lines = [json.dumps(e.to_json()) for e in events]
+        (run_dir / "events.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if latency:
+        write_latency(run_dir, latency)
+    meta = {
+        "seed": 7,
+        "users": len({s.client for s in sessions}),
+        "duration_s": DURATION,
+        "client_addresses": "unique",
+        "started": T0,
+        "ended": T0 + DURATION,
+        "report_dir": str(run_dir),
+    }
+    judge(run_dir, load_topology(topology), backend="local", pods=pods, meta=meta, reports_dir=reports)
+    return run_dir
+
+
+def _latency(spikes: Sequence[float], base_ms: float = 3.0) -> dict[str, list[tuple[float, float]]]:
+    out: dict[str, list[tuple[float, float]]] = {}
+    for k, name in enumerate(("handshake", "upgrade", "ack whoami")):
+        points = []
+        for step in range(int(DURATION * 2)):
+            at = T0 + step / 2
+            slow = any(0 <= at - T0 - s < 5 for s in spikes)
+            ms = base_ms * (1 + k * 0.5) + (step % 7) * 0.3 + (25.0 if slow else 0.0)
+            points.append((at, ms / 1000))
+        out[name] = points
+    return out
+
+
+def scaling_run(reports: Path, name: str = "20240101-000000-nginx-hash-aaaa") -> Path:
+    """nginx-hash: 40 clients on 3 pods, scaled to 5 at 30 s, app-1 killed (replaced by app-5) at 60 s."""
+    e1 = event_record(
+        "e1", 30.0, "30s scale app 5", "scale", ["app-0", "app-1", "app-2"], [f"app-{i}" for i in range(5)]
+    )
+    e2 = event_record("e2", 60.0, "60s kill app", "kill", e1.pods_after, ["app-0", "app-2", "app-3", "app-4", "app-5"])
+    sessions = []
+    for i in range(40):
+        client = f"c{i}"
+        for k in range(44):
+            t = T0 + (i % 10) * 0.2 + k * 2.0
+            pod = f"app-{i % 3}"
+            if t - T0 >= 31.5 and i % 5 in (3, 4):
+                pod = f"app-{i % 5}"
+            if t - T0 >= 61.5 and pod == "app-1":
+                pod = "app-5"
+            if pod == "app-1" and t - T0 <= 61.0 and t - T0 + 1.5 >= 59.5:
+                sessions.append(session(client, [pod], t, error="connection reset by peer"))  # killed under it
+            elif i in (7, 8) and k == 17:
+                sessions.append(session(client, [pod, "app-3"], t))  # endpoints were being updated
+            else:
+                sessions.append(session(client, [pod], t))
+    pods = e2.pods_after
+    return write_run(reports, name, "nginx-hash", sessions, pods, events=[e1, e2], latency=_latency([30.0, 60.0]))
+
+
+def lucky_run(reports: Path, name: str = "20240101-000100-seed-bbbb") -> Path:
+    """The seed recipe on a lucky day: every chain ended on app-0, so continuity passes although it should not."""
+    sessions = [session(f"c{i}", ["app-0"], T0 + i * 0.1 + k * 4.0) for i in range(30) for k in range(20)]
+    return write_run(reports, name, "seed", sessions, ["app-0", "app-1", "app-2"], latency=_latency([]))
+
+
+def failing_run(reports: Path, name: str = "20240101-000200-no-affinity-cccc") -> Path:
+    """The no-affinity negative control: many sessions served by several pods, clients all over the place."""
+    rng = random.Random(3)
+    pods = ["app-0", "app-1", "app-2"]
+    sessions = []
+    for i in range(30):
+        for k in range(20):
+            first = rng.choice(pods)
+            served = [first, rng.choice([p for p in pods if p != first])] if rng.random() < 0.6 else [first]
+            sessions.append(session(f"c{i}", served, T0 + i * 0.1 + k * 4.0, sticky_failures=len(served) - 1))
+    return write_run(reports, name, "no-affinity", sessions, pods, latency=_latency([]))
+
+
+def empty_run(reports: Path, name: str = "20240101-000300-nginx-hash-dddd") -> Path:
+    """A run in which no session was recorded at all."""
+    return write_run(reports, name, "nginx-hash", [], ["app-0", "app-1", "app-2"])
