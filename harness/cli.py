@@ -193,6 +193,7 @@ def run(
         client_addresses=client_addresses,
         calls=calls,
         modes=modes,
+        whoami=not backend.app_cmd,
     )
     judgement = run_topology(
         topology,

@@ -103,6 +103,7 @@ class SwarmOptions:
     calls: int = 3
     progress_every: float = 5.0
     modes: tuple[str, ...] = ("polling", "upgrade", "websocket")  # kinds of client (see USER_CLASSES)
+    whoami: bool = True  # the app answers `whoami` (the reference app does; a user's own app may not)
 
 
 def scenario_path() -> Path:
@@ -184,6 +185,8 @@ def swarm(
         "--calls",
         str(options.calls),
     ]
+    if not options.whoami:
+        argv.append("--no-whoami")
     argv += [USER_CLASSES[mode] for mode in options.modes]
     process = spawn("locust", argv, run_id=run_id, log_path=run_dir / "locust.log")
     if events is not None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.checks import CheckResult, Thresholds, check_balance, compare, evaluate
 from harness.checks.scaling import SLACK, assign_disruptions, scaling_report
-from harness.client.records import SessionRecord, read_sessions
+from harness.client.records import SessionRecord, read_run_sessions
 from harness.errors import UsageError
 from harness.events import EventRecord, read_event_records
 from harness.stats import Histogram, summarize
@@ -119,7 +119,7 @@ def judge(
     """Read every session record of a run, run the checks, compare with the topology's expected verdict, and
     write ``summary.json`` (and point ``reports/latest`` at the run)."""
     th = thresholds or Thresholds()
-    sessions: list[SessionRecord] = list(read_sessions(sorted(run_dir.glob("sessions-*.jsonl"))))
+    sessions: list[SessionRecord] = list(read_run_sessions(run_dir))
     events = read_event_records(run_dir)
     assign_disruptions(sessions, events)
     removed = list(dict.fromkeys([*removed_pods, *(p for e in events for p in e.removed)]))

@@ -159,6 +159,11 @@ def _add_options(parser: Any) -> None:
         help="source addresses of simulated clients",
     )
     group.add_argument("--calls", type=int, default=3, help="acknowledged calls per session")
+    group.add_argument(
+        "--no-whoami",
+        action="store_true",
+        help="the app has no whoami event (your own app): make the calls echo calls",
+    )
     group.add_argument("--topology", default="", help="bring up this topology on the local backend and judge it")
     group.add_argument("--attach", default="", help="use the cluster of `harness up --name NAME` and judge it")
     group.add_argument("--seed", type=int, default=None, help="seed of the local backend (with --topology)")
@@ -211,6 +216,7 @@ class StickyUser(User):
         super().__init__(environment)
         options = environment.parsed_options
         self.calls = options.calls if options is not None else 3
+        self.whoami = not (options is not None and options.no_whoami)
         address_mode = options.client_addresses if options is not None else "unique"
         index = RUN.offset + next(RUN.counter)
         self.client_id = f"c{index}"
@@ -225,6 +231,7 @@ class StickyUser(User):
             self.host or "",
             sink=RUN.write,
             on_exchange=self._report_exchange,
+            whoami=self.whoami,
         )
 
     def run_session(self) -> SessionRecord:

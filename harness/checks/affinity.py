@@ -20,7 +20,16 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
-from harness.checks.base import MAX_EXAMPLES, CheckResult, Thresholds, Verdict, pct, rate
+from harness.checks.base import (
+    MAX_EXAMPLES,
+    NO_POD_IDENTITY,
+    CheckResult,
+    Thresholds,
+    Verdict,
+    no_pod_identity,
+    pct,
+    rate,
+)
 from harness.client.records import SessionRecord
 
 __all__ = ["ClientHistory", "check_affinity", "client_histories"]
@@ -108,6 +117,8 @@ def check_affinity(
         },
     }
 
+    if no_pod_identity(sessions):
+        return CheckResult(NAME, "n/a", NO_POD_IDENTITY, figures)
     if len(judged) < th.min_affinity_clients:
         most = max(lengths, default=0)
         if not judged:

@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from harness.checks.base import MAX_EXAMPLES, CheckResult, Thresholds
+from harness.checks.base import MAX_EXAMPLES, NO_POD_IDENTITY, CheckResult, Thresholds, no_pod_identity
 from harness.client.records import SessionRecord
 
 __all__ = ["check_balance", "jain_index", "sessions_per_pod"]
@@ -66,6 +66,8 @@ def check_balance(sessions: Sequence[SessionRecord], pods: Sequence[str], th: Th
         "allow_idle_pods": th.allow_idle_pods,
     }
 
+    if no_pod_identity(sessions):
+        return CheckResult(NAME, "n/a", NO_POD_IDENTITY, figures)
     if total < th.min_balance_sessions:
         reason = (
             f"only {total} sessions reached a pod, fewer than the {th.min_balance_sessions} needed to judge balance"

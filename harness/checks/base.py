@@ -8,6 +8,7 @@ pods".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -116,3 +117,14 @@ def pct(fraction: float) -> str:
 def session_label(record: SessionRecord) -> str:
     """How an offending session is named in examples: enough to find it in the records."""
     return f"client {record.client} session sid={record.sid or '?'}"
+
+
+NO_POD_IDENTITY = (
+    "no pod identity: no answer named its pod (the app sends no x-pod header and no proxy tier named the upstream), "
+    "so only continuity can be judged, from the wrong-pod answers"
+)
+
+
+def no_pod_identity(sessions: Sequence[SessionRecord]) -> bool:
+    """True when sessions exist but not one answer of them named a pod."""
+    return bool(sessions) and not any(s.pods for s in sessions)

@@ -19,6 +19,9 @@ __all__ = [
     "ExchangeKind",
     "Mode",
     "SessionRecord",
+    "apply_aliases",
+    "load_aliases",
+    "read_run_sessions",
     "read_sessions",
     "write_session",
 ]
@@ -131,3 +134,27 @@ def read_sessions(paths: Iterable[Path]) -> Iterator[SessionRecord]:
             for line in fh:
                 if line.strip():
                     yield SessionRecord.from_json(json.loads(line))
+
+
+def load_aliases(run_dir: Path) -> dict[str, str]:
+    """Pod names by address (``host:port``), as the backend wrote them to ``pods.json``; empty if none."""
+    try:
+        data = json.loads((run_dir / "pods.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def apply_aliases(record: SessionRecord, aliases: dict[str, str]) -> SessionRecord:
+    """Name the pods that were seen only by address (``@host:port``, from a proxy's ``x-upstream``)."""
+    if aliases and any(p.startswith("@") for p in record.pods):
+        named = [aliases.get(p[1:], p) if p.startswith("@") else p for p in record.pods]
+        record.pods = list(dict.fromkeys(named))
+    return record
+
+
+def read_run_sessions(run_dir: Path) -> Iterator[SessionRecord]:
+    """Every session record of a run directory, with pods seen by address named where the backend knows them."""
+    aliases = load_aliases(run_dir)
+    for record in read_sessions(sorted(run_dir.glob("sessions-*.jsonl"))):
+        yield apply_aliases(record, aliases)

@@ -144,7 +144,7 @@ class ExchangeRecorder:
         elif error is None and status is not None and not _succeeded(status):
             snippet = body[:_SHOWN].decode("utf-8", errors="replace").strip()
             error = f"HTTP {status}" + (f": {snippet}" if snippet else "")
-        pod = headers.get("x-pod") if headers is not None else None
+        pod = _pod(headers)
         exchange = Exchange(
             t=t,
             client=self.client,
@@ -376,3 +376,19 @@ class BoundWebSocket(websocket.WebSocket):
 def websocket_options(recorder: ExchangeRecorder) -> dict[str, Any]:
     """python-socketio's ``websocket_extra_options`` for a client whose WebSockets go through `BoundWebSocket`."""
     return {"class_": BoundWebSocket, RECORDER_OPTION: recorder}
+
+
+def _pod(headers: Any) -> str | None:
+    """Which pod answered: the app's ``x-pod``, else the address a proxy tier names in ``x-upstream`` (the last
+    one when the proxy tried several), as ``@host:port`` for the harness to map to a pod name."""
+    if headers is None:
+        return None
+    pod = headers.get("x-pod")
+    if pod:
+        return str(pod)
+    upstream = headers.get("x-upstream")
+    if upstream:
+        last = str(upstream).split(",")[-1].strip()
+        if last and last != "-":
+            return f"@{last}"
+    return None

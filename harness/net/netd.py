@@ -2,8 +2,10 @@
 
 The local backend starts it with a plan (a JSON file) and talks to it over a Unix socket, one JSON object per
 line each way, the way the endpoints controller talks to kube-proxy: ``ping``, ``endpoints`` (replace a
-Service's endpoints on every node), ``lb_node`` (take a node out of the balancer or put it back) and
-``snapshot`` (counters and affinity tables, for status and evidence). It runs until SIGTERM or SIGINT.
+Service's endpoints on every node), ``lb_node`` (take a node out of the balancer or put it back),
+``fault`` / ``clear_faults`` / ``faults`` (faults on demand in the balancer's data path, see
+``harness.net.faults``) and ``snapshot`` (counters, health, faults and affinity tables, for status and evidence).
+It runs until SIGTERM or SIGINT, on uvloop when it is installed.
 
 Run as ``python -m harness.net.netd PLAN.json``.
 """
@@ -21,8 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.errors import UsageError
+from harness.net.faults import Fault
 from harness.net.kubeproxy import Endpoint, ServiceProxy, ServiceRule
-from harness.net.lb import BalancerConfig, LoadBalancer, Target
+from harness.net.lb import BalancerConfig, LoadBalancer, Target, event_loop_factory
 
 __all__ = ["NetPlan", "NodePlan", "ServicePlan", "control", "main"]
 
@@ -82,6 +86,7 @@ class NetDaemon:
                 targets=tuple(Target(n.name, n.ip, port) for n in plan.nodes),
                 source_ip=plan.lb_source_ip,
                 settings=plan.lb,
+                seed=plan.seed,
             )
         )
 
@@ -105,8 +110,9 @@ class NetDaemon:
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
-        with contextlib.suppress(OSError):
-            Path(self.plan.control_path).unlink()
+        if not self.plan.control_path.startswith("\0"):  # an abstract socket has no file
+            with contextlib.suppress(OSError):
+                Path(self.plan.control_path).unlink()
 
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
@@ -129,6 +135,20 @@ class NetDaemon:
             except KeyError:
                 return {"ok": False, "error": f"no node {request.get('node')!r}"}
             return {"ok": True}
+        if op == "fault":
+            try:
+                fault = self.lb.add_fault(Fault.from_json(request))
+            except UsageError as exc:
+                return {"ok": False, "error": str(exc)}
+            return {"ok": True, "fault": fault.to_json()}
+        if op == "clear_faults":
+            node, name = request.get("node"), request.get("name")
+            gone = self.lb.clear_faults(
+                node=None if node is None else str(node), name=None if name is None else str(name)
+            )
+            return {"ok": True, "removed": [f.to_json() for f in gone]}
+        if op == "faults":
+            return {"ok": True, "faults": self.lb.faults.to_json()}
         if op == "snapshot":
             return {
                 "ok": True,
@@ -188,11 +208,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.net.netd", description=__doc__)
     parser.add_argument("plan", type=Path)
     parser.add_argument("--log-level", default="WARNING")
+    parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="netd %(levelname)s %(name)s: %(message)s")
     plan = NetPlan.from_json(json.loads(args.plan.read_text(encoding="utf-8")))
     try:
-        asyncio.run(_serve(plan))
+        with asyncio.Runner(loop_factory=event_loop_factory(not args.no_uvloop)) as runner:
+            runner.run(_serve(plan))
     except OSError as exc:
         print(f"netd: cannot listen: {exc}", file=sys.stderr)
         return 2

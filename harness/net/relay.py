@@ -1,33 +1,59 @@
 """Byte pumps shared by the load-balancer simulator and the kube-proxy model.
 
-Both pieces forward TCP streams unchanged once they have chosen where a connection goes. A relay copies both
-directions, passes half-closes on (an HTTP client may shut down its sending side and still read), closes both
-sides when either fails, and can enforce an idle timeout the way a cloud load balancer does: no byte in either
-direction for that long and both connections are closed.
+Both pieces forward TCP streams unchanged once they have chosen where a connection goes. Two forms:
+
+- :func:`relay` copies between two pairs of asyncio streams. The kube-proxy model uses it: it is simple and its
+  speed is not what a run measures.
+- :class:`Splice` is the balancer's data path, every connection of every run goes through it, so it is written
+  for speed: asyncio protocols whose callbacks write each chunk straight to the other socket, flow control by
+  pausing the reading side when the writing side's buffer is full (no task, no queue, no copy per chunk), and
+  idle tracking by one timestamp that the balancer's sweeper reads. Faults (``harness.net.faults``) hook into
+  it as a :class:`~harness.net.faults.Pipe` per direction, only on connections that have any.
+
+Both pass half-closes on (an HTTP client may shut down its sending side and still read), close both sides when
+either ends, and pass a reset on as a reset (SO_LINGER 0), so that what the client sees is what a peer behind a
+cloud load balancer would make it see.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
+import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, cast
 
-__all__ = ["Counters", "relay"]
+from harness.net.faults import Pipe
+
+__all__ = ["Counters", "Splice", "half_close", "relay", "reset_transport"]
 
 _CHUNK = 65536
+_PENDING_LIMIT = 262144  # client bytes held while the upstream connection opens, before the client is paused
+_LINGER_RST = struct.pack("ii", 1, 0)
+_EOF_POLL = 0.005  # how often a half-close waits for a write buffer to drain
+_CONNECT_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
+)
+_monotonic = time.monotonic
 
 
 @dataclass(slots=True)
 class Counters:
-    """Traffic through one piece (a node, a service on a node), readable while running."""
+    """Traffic through one piece (a node behind the balancer, a Service on a node), readable while running."""
 
     connections: int = 0
     active: int = 0
-    bytes_up: int = 0  # client → server
+    bytes_up: int = 0  # client → server (a PROXY header the balancer sends counts too)
     bytes_down: int = 0  # server → client
-    errors: int = 0  # connections that could not be forwarded (refused, no endpoint, bad header)
+    errors: int = 0  # connections that could not be forwarded (refused, no endpoint, connect timeout)
     idle_closed: int = 0
+    resets: int = 0  # connections ended by a reset, received from either side or sent by us
+    header_errors: int = 0  # connections given a faulty PROXY header on purpose (malformed, duplicated, delayed)
+    drained: int = 0  # connections force-closed at the end of a node's draining timeout
 
     def to_json(self) -> dict[str, int]:
         return {
@@ -37,7 +63,312 @@ class Counters:
             "bytes_down": self.bytes_down,
             "errors": self.errors,
             "idle_closed": self.idle_closed,
+            "resets": self.resets,
+            "header_errors": self.header_errors,
+            "drained": self.drained,
         }
+
+
+def reset_transport(transport: asyncio.WriteTransport) -> None:
+    """Close with an RST rather than a FIN (SO_LINGER 0), as a load balancer that drops a flow does."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError, ValueError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RST)
+    transport.abort()
+
+
+def half_close(transport: asyncio.WriteTransport) -> None:
+    """Send a FIN once what is buffered has gone (a half-close): the other direction stays open.
+
+    Not ``transport.write_eof()``: uvloop (0.21 to 0.23 at least) frees memory twice when a transport is closed
+    while the shutdown request of its ``write_eof`` is still pending, and a proxy closes right after a
+    half-close all the time. A ``shutdown(SHUT_WR)`` of our own on the socket leaves uvloop nothing pending.
+    """
+    if transport.is_closing():
+        return
+    if transport.get_write_buffer_size():
+        asyncio.get_running_loop().call_later(_EOF_POLL, half_close, transport)
+        return
+    raw = transport.get_extra_info("socket")
+    if raw is None:
+        if transport.can_write_eof():
+            transport.write_eof()
+        return
+    sock = socket.socket(raw.family, raw.type, 0, raw.fileno())
+    try:
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the peer is gone already: the read side will tell
+    finally:
+        sock.detach()
+
+
+# --- the balancer's data path -------------------------------------------------------------------------------
+
+
+class _Side(asyncio.Protocol):
+    """One socket of a splice. What it reads goes to the other side's socket; it is also the
+    :class:`~harness.net.faults.Sink` of the pipe that carries that direction when faults apply."""
+
+    __slots__ = ("eof", "paused", "peer", "pipe", "splice", "transport", "upstream")
+
+    def __init__(self, splice: Splice, upstream: bool) -> None:
+        self.splice = splice
+        self.upstream = upstream  # True: this is the client's socket, what it reads flows upstream
+        self.transport: asyncio.Transport | None = None
+        self.peer: _Side = self
+        self.pipe: Pipe | None = None
+        self.eof = False  # this side's reading has ended and the EOF was passed on
+        self.paused = 0  # why reading is paused: a bit per reason
+
+    # -- asyncio callbacks -------------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        stream = cast(asyncio.Transport, transport)  # uvloop's transports do not derive from asyncio's
+        self.transport = stream
+        splice = self.splice
+        if splice.closed:
+            reset_transport(stream)
+        elif self.upstream and splice.on_accept is not None:
+            splice.on_accept(splice)
+
+    def data_received(self, data: bytes) -> None:
+        splice = self.splice
+        splice.last = _monotonic()
+        if self.upstream:
+            splice.counters.bytes_up += len(data)
+        else:
+            splice.counters.bytes_down += len(data)
+        dst = self.peer.transport
+        if dst is None or splice.holding:  # only upstream: the node's socket is opening, or the header is late
+            splice.pending.append(data)
+            splice.pending_size += len(data)
+            if splice.pending_size > _PENDING_LIMIT:
+                self.pause_source(1)
+            return
+        pipe = self.pipe
+        if pipe is not None and not pipe.passthrough:
+            pipe.feed(data)
+            return
+        dst.write(data)
+
+    def eof_received(self) -> bool:
+        splice = self.splice
+        if self.peer.transport is None or splice.holding:
+            splice.pending_eof = True
+            return True
+        pipe = self.pipe
+        if pipe is not None and not pipe.passthrough:
+            pipe.feed_eof()
+        else:
+            self.write_eof()
+        return True  # keep the socket open: the other direction may still carry data
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        splice = self.splice
+        if exc is not None:
+            if not self.upstream and not splice.confirmed and getattr(exc, "errno", None) in _CONNECT_ERRNOS:
+                splice.counters.errors += 1  # the node refused or never answered: not a reset of a connection
+                splice.reset_sent = True
+            splice.reset()
+        elif not splice.closed:
+            splice.close()
+        splice.side_lost()
+
+    def pause_writing(self) -> None:
+        self.peer.pause_source(2)
+
+    def resume_writing(self) -> None:
+        self.peer.resume_source(2)
+
+    # -- the Sink of this direction's pipe ---------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        dst = self.peer.transport
+        if dst is not None and not dst.is_closing():
+            dst.write(data)
+
+    def write_eof(self) -> None:
+        """Pass this side's EOF on to the other socket (a half-close); when both have passed theirs, close."""
+        splice = self.splice
+        dst = self.peer.transport
+        if dst is None:
+            return
+        self.eof = True
+        if self.peer.eof:
+            splice.close()
+        else:
+            half_close(dst)
+
+    def pause_source(self, reason: int = 4) -> None:
+        if not self.paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def resume_source(self, reason: int = 4) -> None:
+        was = self.paused
+        self.paused &= ~reason
+        if was and not self.paused and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        self.splice.close()
+
+    def reset(self) -> None:
+        self.splice.reset()
+
+
+class Splice:
+    """One balanced connection: the client's socket spliced to the one the balancer opened to a node.
+
+    The owner creates it as the listening socket's protocol factory (``lambda: Splice(...).client``), learns of
+    the accepted socket through ``on_accept``, opens the upstream socket with ``server`` as its protocol, then
+    calls :meth:`open` with the bytes to send first (a PROXY header). ``on_done`` runs once both sockets are gone.
+    """
+
+    __slots__ = (
+        "_lost",
+        "client",
+        "closed",
+        "confirmed",
+        "connect_task",
+        "connecting",
+        "counters",
+        "holding",
+        "last",
+        "node",
+        "on_accept",
+        "on_done",
+        "pending",
+        "pending_eof",
+        "pending_size",
+        "reset_sent",
+        "rolls",
+        "server",
+        "started",
+    )
+
+    def __init__(
+        self,
+        counters: Counters | None = None,
+        on_accept: Callable[[Splice], None] | None = None,
+        on_done: Callable[[Splice], None] | None = None,
+    ) -> None:
+        self.counters = counters if counters is not None else Counters()
+        self.on_accept = on_accept
+        self.on_done = on_done
+        self.client = _Side(self, True)
+        self.server = _Side(self, False)
+        self.client.peer, self.server.peer = self.server, self.client
+        self.node = ""
+        self.pending: list[bytes] = []
+        self.pending_size = 0
+        self.pending_eof = False
+        self.holding = True  # client bytes wait in ``pending`` until open() (and while a late header is sent)
+        self.closed = False
+        self.reset_sent = False
+        self.connect_task: asyncio.Task[None] | None = None
+        self.rolls: dict[str, bool] = {}  # fault name -> whether its toxicity draw hit this connection
+        self.started = self.last = _monotonic()
+        self.connecting = False  # the owner is opening the upstream socket
+        self.confirmed = False  # the upstream socket is known to be connected (not just connecting)
+        self._lost = 0  # sockets gone
+
+    def server_protocol(self) -> asyncio.Protocol:
+        """The protocol factory for the upstream socket."""
+        return self.server
+
+    def peername(self) -> Any:
+        return self.client.transport.get_extra_info("peername") if self.client.transport else None
+
+    def sockname(self) -> Any:
+        return self.client.transport.get_extra_info("sockname") if self.client.transport else None
+
+    def open(self, first: bytes = b"", *, hold: bool = False) -> None:
+        """The upstream socket is connected: send ``first``, then what the client sent meanwhile (unless
+        ``hold``: then that waits for :meth:`release`)."""
+        if not hold and self.pending and not self.pending_eof and self.client.pipe is None:
+            # the header and what the client sent meanwhile in one write: one segment, one wake-up of the node
+            pending, self.pending, self.pending_size = self.pending, [], 0
+            self.send_first(first + b"".join(pending))
+            self.counters.bytes_up -= sum(len(chunk) for chunk in pending)  # counted when they arrived
+            self.client.resume_source(1)
+        elif first:
+            self.send_first(first)
+        self.holding = hold
+        if not hold:
+            self.release()
+
+    def send_first(self, data: bytes) -> None:
+        """Bytes of our own to the node, ahead of the client's (a PROXY header, or a piece of one)."""
+        transport = self.server.transport
+        if transport is not None and not transport.is_closing():
+            self.counters.bytes_up += len(data)
+            transport.write(data)
+
+    def release(self) -> None:
+        """Send what the client sent while the upstream connection opened or the header was held back."""
+        self.holding = False
+        transport = self.server.transport
+        if transport is None or self.closed:
+            return
+        if self.pending:
+            pending, self.pending, self.pending_size = self.pending, [], 0
+            pipe = self.client.pipe
+            for chunk in pending:
+                if pipe is not None and not pipe.passthrough:
+                    pipe.feed(chunk)
+                else:
+                    transport.write(chunk)
+            self.client.resume_source(1)
+        if self.pending_eof:
+            self.pending_eof = False
+            self.client.eof_received()
+
+    def close(self) -> None:
+        """Close both sockets after their buffered bytes are sent (FIN)."""
+        if self.closed:
+            return
+        self.closed = True
+        self._stop()
+        for side in (self.client, self.server):
+            if side.transport is not None and not side.transport.is_closing():
+                side.transport.close()
+
+    def reset(self) -> None:
+        """Close both sockets at once with an RST, dropping what is buffered."""
+        if not self.reset_sent:
+            self.reset_sent = True
+            self.counters.resets += 1
+        self.closed = True
+        self._stop()
+        for side in (self.client, self.server):
+            if side.transport is not None:
+                reset_transport(side.transport)
+
+    def _stop(self) -> None:
+        if self.connect_task is not None and not self.connect_task.done():
+            self.connect_task.cancel()
+        for side in (self.client, self.server):
+            if side.pipe is not None:
+                side.pipe.stop()
+        self.pending.clear()
+
+    def side_lost(self) -> None:
+        self._lost += 1
+        self.maybe_finish()
+
+    def maybe_finish(self) -> None:
+        """Report the end of the connection, once, when no socket is left and none is being opened."""
+        if self.connecting or self._lost < (2 if self.server.transport is not None else 1):
+            return
+        callback, self.on_done = self.on_done, None
+        if callback is not None:
+            callback(self)
+
+
+# --- the kube-proxy model's relay ----------------------------------------------------------------------------
 
 
 class _Activity:
@@ -65,9 +396,7 @@ async def _pump(
             counters.bytes_down += len(data)
         writer.write(data)
         await writer.drain()
-    if writer.can_write_eof() and not writer.is_closing():
-        with contextlib.suppress(OSError, RuntimeError):
-            writer.write_eof()
+    half_close(writer.transport)
 
 
 async def _watch_idle(activity: _Activity, idle_timeout: float) -> None:
@@ -76,12 +405,6 @@ async def _watch_idle(activity: _Activity, idle_timeout: float) -> None:
         await asyncio.sleep(step)
         if time.monotonic() - activity.last >= idle_timeout:
             return
-
-
-def _abort(writer: asyncio.StreamWriter) -> None:
-    transport = writer.transport
-    if not transport.is_closing():
-        transport.abort()
 
 
 async def relay(
@@ -115,6 +438,7 @@ async def relay(
                 if finished.exception() is not None:
                     failed = True
             if failed:
+                counters.resets += 1
                 break
     finally:
         for running in (up, down, watchdog):
@@ -128,7 +452,7 @@ async def relay(
                 await watchdog
         for writer in (c_writer, s_writer):
             if pending:
-                _abort(writer)  # a failure or idle timeout: reset both sides, as the balancer would
+                reset_transport(writer.transport)  # a failure or idle timeout: reset both sides
             else:
                 writer.close()
         for writer in (c_writer, s_writer):

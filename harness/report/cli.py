@@ -69,7 +69,7 @@ def rejudge(run_dir: Path, *, topology: str | None = None, reports_dir: Path | N
     there is one, else from the cluster state the local backend left (``cluster.json``), else from ``topology``
     and the pods the sessions reached.
     """
-    from harness.client.records import read_sessions
+    from harness.client.records import read_run_sessions
     from harness.events import read_event_records
     from harness.runs import judge
     from harness.topology import load_topology
@@ -88,7 +88,7 @@ def rejudge(run_dir: Path, *, topology: str | None = None, reports_dir: Path | N
     if not pods:
         events = read_event_records(run_dir)
         gone = set(removed) | {p for e in events for p in e.removed}
-        seen = {p for s in read_sessions(sorted(run_dir.glob("sessions-*.jsonl"))) for p in s.pods}
+        seen = {p for s in read_run_sessions(run_dir) for p in s.pods}
         pods = sorted(seen - gone)
     meta = {key: old[key] for key in _META_KEYS if key in old}
     parent = reports_dir or run_dir.parent

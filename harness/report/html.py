@@ -20,7 +20,7 @@ import jinja2
 from markupsafe import Markup
 
 from harness.checks.scaling import assign_disruptions
-from harness.client.records import SessionRecord
+from harness.client.records import SessionRecord, apply_aliases, load_aliases
 from harness.errors import UsageError
 from harness.events import EventRecord, read_event_records
 from harness.report.charts import CHART_CSS, Line, Marker, color_for, line_chart, stacked_bars
@@ -62,13 +62,14 @@ class RunData:
 def _read_sessions(run_dir: Path, problems: list[str]) -> list[SessionRecord]:
     """Every session record; a line that cannot be read (a run killed mid-write) is skipped and reported."""
     sessions = []
+    aliases = load_aliases(run_dir)
     for path in sorted(run_dir.glob("sessions-*.jsonl")):
         with open(path, encoding="utf-8") as fh:
             for number, line in enumerate(fh, start=1):
                 if not line.strip():
                     continue
                 try:
-                    sessions.append(SessionRecord.from_json(json.loads(line)))
+                    sessions.append(apply_aliases(SessionRecord.from_json(json.loads(line)), aliases))
                 except (ValueError, TypeError, KeyError) as exc:
                     problems.append(f"{path.name} line {number} skipped: {exc}")
     return sessions

@@ -137,3 +137,16 @@ def test_recovery_time_of_disrupted_clients() -> None:
     assert report["disrupted_sessions"] == 1
     assert report["recovered"] == 1
     assert report["recovery_s"] == {"p50": 3.0, "p99": 3.0}
+
+
+def test_without_any_pod_identity_affinity_and_balance_say_so() -> None:
+    from harness.checks import Thresholds, check_affinity, check_balance
+    from harness.checks.base import NO_POD_IDENTITY
+
+    anonymous = [session(f"c{i % 3}", None, float(i)) for i in range(60)]
+    assert check_affinity(anonymous, Thresholds()).reason == NO_POD_IDENTITY
+    assert check_balance(anonymous, ["app-0", "app-1"], Thresholds()).verdict == "n/a"
+    assert check_balance(anonymous, ["app-0", "app-1"], Thresholds()).reason == NO_POD_IDENTITY
+    # and with identity the same checks judge normally (negative control of the n/a)
+    named = [session(f"c{i % 3}", f"app-{i % 2}", float(i)) for i in range(60)]
+    assert check_affinity(named, Thresholds()).verdict == "fail"

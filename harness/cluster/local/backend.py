@@ -1,8 +1,8 @@
 """The local backend: a topology as real processes on loopback addresses, no containers needed.
 
 App pods are real Socket.IO servers (``python -m harness.app`` under uvicorn, or the user's own command), each on
-its own 127.x address; the proxy tier runs real nginx or HAProxy with the config shipped in ``clusters/templates``; the load
-balancer and every node's kube-proxy run in one network daemon (``harness.net.netd``). Scaling starts or stops
+its own 127.x address; the proxy tier runs real nginx or HAProxy with the config shipped in ``clusters/templates``;
+the load balancer and every node's kube-proxy run in one network daemon (``harness.net.netd``). Scaling starts or stops
 pods and updates the endpoints that the nodes and the tier see, in the order Kubernetes does it.
 
 The state of a cluster brought up with ``harness up`` is kept in a JSON file so that ``harness status`` and
@@ -24,9 +24,10 @@ from typing import Any
 
 import requests
 
+from harness.client.records import load_aliases
 from harness.cluster.base import Cluster, Component, Pod
-from harness.cluster.local.tier import TierPod
 from harness.cluster.local.processes import ManagedProcess, find_run_processes, kill_group, spawn, wait_until
+from harness.cluster.local.tier import TierPod
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.net import addresses
 from harness.net.netd import NetPlan, NodePlan, ServicePlan, control
@@ -103,6 +104,7 @@ class LocalCluster(Cluster):
         self.control_path = "\0sticky-harness/" + hashlib.sha1(str(run_dir.resolve()).encode()).hexdigest()[:24]
         self.state_path = run_dir / "cluster.json"
         self.removed_pods: list[str] = []
+        self.known_pods: dict[str, str] = {}
         self._down = False
 
     # -- the interface ------------------------------------------------------------------------------------
@@ -289,7 +291,14 @@ class LocalCluster(Cluster):
             attached=self.attached,
         )
         self.app_pods.append(pod)
+        self._record_address(pod)
         return pod
+
+    def _record_address(self, pod: Pod) -> None:
+        """Keep ``pods.json`` (address → pod name, every app pod ever): a proxy tier's ``x-upstream`` names pods
+        by address, which is all the harness learns about an app that sends no ``x-pod``."""
+        self.known_pods[f"{pod.address}:{pod.port}"] = pod.name
+        (self.run_dir / "pods.json").write_text(json.dumps(self.known_pods, indent=1), encoding="utf-8")
 
     def _start_tier_pod(self) -> Pod:
         assert self.ports is not None and self.topology.tier is not None
@@ -513,6 +522,7 @@ class LocalCluster(Cluster):
         }
         cluster._next_index = state["next_index"]
         cluster.removed_pods = state.get("removed_pods", [])
+        cluster.known_pods = load_aliases(cluster.run_dir)
         for pod in cluster.tier_pods:
             assert cluster.topology.tier is not None
             tier_pod = TierPod(
