@@ -4,16 +4,19 @@ the library's context managers."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sticky-harness")
-    group.addoption("--backend", default="local", choices=["local"], help="cluster backend for e2e tests")
+    group.addoption("--backend", default="local", choices=["local", "kind"], help="cluster backend for e2e tests")
+    group.addoption("--keep-cluster", action="store_true", help="kind: keep the cluster after the tests")
+    group.addoption("--kind-config", default=None, help="kind: the kind config file (clusters/kind/*.yaml)")
     group.addoption("--topology", action="append", default=[], help="limit e2e tests to these topologies")
     group.addoption("--keep-reports", action="store_true", help="write e2e runs to ./reports instead of tmp")
-    group.addoption("--e2e-duration", default="20s", help="swarm duration of each e2e run")
+    group.addoption("--e2e-duration", default="25s", help="swarm duration of each e2e run")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,6 +38,25 @@ def e2e_reports_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
         return default_reports_dir()
     return tmp_path / "reports"
+
+
+@pytest.fixture
+def e2e_backend(request: pytest.FixtureRequest) -> Any:
+    """The backend of e2e runs, from --backend / --keep-cluster / --kind-config."""
+    from harness.runner import BackendOptions
+
+    kind_config = request.config.getoption("--kind-config")
+    return BackendOptions(
+        name=request.config.getoption("--backend"),
+        keep_cluster=request.config.getoption("--keep-cluster"),
+        kind_config=Path(kind_config).resolve() if kind_config else None,
+    )
+
+
+@pytest.fixture
+def local_only(e2e_backend: Any) -> None:
+    if e2e_backend.name != "local":
+        pytest.skip("this test runs on the local backend only")
 
 
 @pytest.fixture

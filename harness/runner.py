@@ -42,6 +42,7 @@ class BackendOptions:
     app_cmd: list[str] | None = None  # local
     keep_cluster: bool = False  # kind, kubeconfig
     proxy_mode: str = "iptables"  # kind: kube-proxy mode (iptables, nftables, ipvs)
+    kind_config: Path | None = None  # kind: a kind config file (overrides proxy_mode)
     cluster_name: str = "sticky-harness"  # kind
     context: str | None = None  # kubeconfig
     entry_url: str | None = None  # kubeconfig
@@ -70,7 +71,7 @@ def make_cluster(
             run_dir=run_dir,
             seed=seed,
             cluster_name=backend.cluster_name,
-            kind_config=kind_config_path(backend.proxy_mode),
+            kind_config=backend.kind_config or kind_config_path(backend.proxy_mode),
             keep=backend.keep_cluster,
             dry_run=backend.dry_run,
             echo=echo,

@@ -21,9 +21,10 @@ import itertools
 import json
 import logging
 import os
+import sys
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from locust import User, between, events
 from locust.env import Environment
@@ -31,7 +32,8 @@ from locust.env import Environment
 from harness import runs
 from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord, write_session
 from harness.client.session import SimulatedClient
-from harness.net.addresses import client_address
+from harness.errors import HarnessError
+from harness.net.addresses import ClientAddressMode, client_address
 from harness.stats import Histogram
 
 __all__ = ["StickyUser", "StickyViolation"]
@@ -148,7 +150,6 @@ class _Live:
 LIVE = _Live()
 
 
-@events.init_command_line_parser.add_listener
 def _add_options(parser: Any) -> None:
     group = parser.add_argument_group("sticky-harness")
     group.add_argument("--harness-run-dir", default="", help="directory for session records (default: a new run)")
@@ -167,20 +168,25 @@ def _add_options(parser: Any) -> None:
     group.add_argument("--topology", default="", help="bring up this topology on the local backend and judge it")
     group.add_argument("--attach", default="", help="use the cluster of `harness up --name NAME` and judge it")
     group.add_argument("--seed", type=int, default=None, help="seed of the local backend (with --topology)")
+    group.add_argument("--harness-reports-dir", default="", help="where runs and `harness up` clusters live")
 
 
-@events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     options = environment.parsed_options
     if options is None:  # run_single_user or a library user: records go nowhere unless opened
         return
-    owner = runs.open_for_locust(
-        topology=options.topology or None,
-        attach=options.attach or None,
-        run_dir=options.harness_run_dir or None,
-        seed=options.seed,
-        host=environment.host,
-    )
+    try:
+        owner = runs.open_for_locust(
+            topology=options.topology or None,
+            attach=options.attach or None,
+            run_dir=options.harness_run_dir or None,
+            seed=options.seed,
+            host=environment.host,
+            reports_dir=Path(options.harness_reports_dir).resolve() if options.harness_reports_dir else None,
+        )
+    except HarnessError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     RUN.session_owner = owner
     if owner.entry_url and not environment.host:
         environment.host = owner.entry_url
@@ -189,12 +195,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
     RUN.open(owner.run_dir, worker)
 
 
-@events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     LIVE.start(environment)
 
 
-@events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
     LIVE.stop()
     RUN.close()
@@ -203,6 +207,13 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         code = owner.finish()
         if code is not None:
             environment.process_exit_code = code
+
+
+# Registered at import, as Locust expects of a locustfile's helpers.
+events.init_command_line_parser.add_listener(_add_options)
+events.init.add_listener(_on_init)
+events.test_start.add_listener(_on_test_start)
+events.quitting.add_listener(_on_quitting)
 
 
 class StickyUser(User):
@@ -220,7 +231,7 @@ class StickyUser(User):
         address_mode = options.client_addresses if options is not None else "unique"
         index = RUN.offset + next(RUN.counter)
         self.client_id = f"c{index}"
-        self.source = client_address(index, address_mode)
+        self.source = client_address(index, cast(ClientAddressMode, address_mode))
         self.client: SimulatedClient | None = None
         self._previous_failed = False
 

@@ -1,65 +1,184 @@
-"""Real swarms on the local backend: real Socket.IO servers, real nginx, real Locust, real sockets.
+"""Real swarms on the local backend: real Socket.IO servers, real nginx and HAProxy, real Locust, real sockets.
 
-Each topology is both a positive and a negative control for the checks: ``nginx-hash`` must pass every check,
-``no-affinity`` must fail continuity and affinity, and the ``seed`` recipe must fail continuity for its polling
-clients (while its WebSocket-only clients, one connection per session, survive) and concentrate traffic.
-Seeds are fixed so that a run can be replayed; the seed recipe's luck (all chains converging on one pod) is
-ruled out for its seed by the kube-proxy model's determinism and checked in the run's own figures.
+Every topology is a control for the checks: those built to pass must pass every check, those built to fail must
+fail the checks they are built to fail (DESIGN.md, "Topologies"). Seeds are fixed so that a run can be replayed;
+the seed recipe's luck (every node's chain ending on one pod) is shown separately with a seed that has it.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.runner import SwarmOptions, run_topology
+from harness.checks.base import NO_POD_IDENTITY
+from harness.events import parse_events
+from harness.runner import BackendOptions, SwarmOptions, run_topology
 from harness.topology import load_topology
 
 pytestmark = pytest.mark.e2e
 
-SEEDS = {"no-affinity": 11, "nginx-hash": 12, "seed": 2}  # seed 2: the recipe's chains diverge
+# seed 2 makes the seed recipe's chains diverge (node → nginx pod → app pod); seed 13 makes them converge
+SEEDS = {"seed": 2, "websocket-only": 2}
+LUCKY_SEED = 13
 
 
-def swarm(topology_name: str, reports_dir: Path, duration: float) -> dict[str, object]:
+def swarm(
+    topology_name: str,
+    reports_dir: Path,
+    duration: float,
+    *,
+    seed: int | None = None,
+    client_addresses: str = "unique",
+    events: str | None = None,
+    app_cmd: list[str] | None = None,
+    users: int = 30,
+    backend: BackendOptions | None = None,
+) -> dict[str, Any]:
     topology = load_topology(topology_name)
-    options = SwarmOptions(users=30, spawn_rate=15, duration=duration, calls=1, progress_every=1000)
-    judgement = run_topology(
-        topology, options, seed=SEEDS[topology_name], reports_dir=reports_dir, echo=lambda _line: None
+    options = SwarmOptions(
+        users=users,
+        spawn_rate=30,
+        duration=duration,
+        calls=1,
+        client_addresses=client_addresses,
+        modes=topology.clients.modes,
+        whoami=app_cmd is None,
+        progress_every=1000,
     )
-    on_disk = json.loads((Path(judgement.summary["report_dir"]) / "summary.json").read_text())
-    assert on_disk == json.loads(json.dumps(judgement.summary))
+    judgement = run_topology(
+        topology,
+        options,
+        seed=seed if seed is not None else SEEDS.get(topology_name, 12),
+        reports_dir=reports_dir,
+        backend=replace(backend or BackendOptions(), app_cmd=app_cmd),
+        echo=lambda _line: None,
+        events=parse_events(events),
+    )
+    run_dir = Path(judgement.summary["report_dir"])
+    assert json.loads((run_dir / "summary.json").read_text()) == json.loads(json.dumps(judgement.summary))
+    assert (run_dir / "report.html").is_file() and (run_dir / "junit.xml").is_file()
     return judgement.summary
 
 
-def measured(summary: dict[str, object]) -> dict[str, str]:
-    checks = summary["checks"]
-    assert isinstance(checks, dict)
-    return {name: check["measured"] for name, check in checks.items()}
+def measured(summary: dict[str, Any]) -> dict[str, str]:
+    return {name: check["measured"] for name, check in summary["checks"].items()}
 
 
-@pytest.mark.parametrize("topology_name", ["no-affinity", "nginx-hash", "seed"])
-def test_verdict_equals_expected(topology_name: str, e2e_reports_dir: Path, e2e_duration: float) -> None:
-    summary = swarm(topology_name, e2e_reports_dir, e2e_duration)
+def figures(summary: dict[str, Any], check: str) -> dict[str, Any]:
+    result: dict[str, Any] = summary["checks"][check]["figures"]
+    return result
+
+
+LOCAL_TOPOLOGIES = [
+    "no-affinity",
+    "nginx-hash",
+    "seed",
+    "nginx-ip-hash",
+    "haproxy-cookie",
+    "clientip-local",
+    "nlb-sticky-local",
+    "websocket-only",
+]
+
+
+@pytest.mark.parametrize("topology_name", LOCAL_TOPOLOGIES)
+def test_verdict_equals_expected(
+    topology_name: str, e2e_reports_dir: Path, e2e_duration: float, e2e_backend: BackendOptions
+) -> None:
+    summary = swarm(topology_name, e2e_reports_dir, e2e_duration, backend=e2e_backend)
     expected = load_topology(topology_name).expected_verdicts()
-    assert measured(summary) == expected, json.dumps(summary["checks"], indent=1)[:3000]
+    assert measured(summary) == expected, json.dumps(summary["checks"], indent=1)[:4000]
     assert summary["exit_code"] == 0
-    checks = summary["checks"]
-    assert isinstance(checks, dict)
-    continuity = checks["continuity"]["figures"]
+    continuity = figures(summary, "continuity")
     assert continuity["judged"] >= 100  # enough sessions to mean something
-
-    if topology_name == "nginx-hash":
+    by_mode = continuity["by_mode"]
+    if expected["continuity"] == "pass":
         assert continuity["violations"] == 0
-        assert checks["affinity"]["figures"]["judged"] >= 10
-    elif topology_name == "no-affinity":
-        assert continuity["violations"] > 0
-        by_mode = continuity["by_mode"]
-        assert by_mode["polling"]["violations"] > 0
-    else:  # seed: polling breaks, WebSocket-only survives, at most one app pod per nginx pod gets traffic
-        by_mode = continuity["by_mode"]
+    else:  # the negative controls: polling clients break, WebSocket-only clients (one connection) survive
         assert by_mode["polling"]["violations"] > 0
         assert by_mode["websocket"]["violations"] == 0
-        balance = checks["balance"]["figures"]
-        assert balance["idle_pods"], balance
+    if expected["affinity"] == "pass":
+        assert figures(summary, "affinity")["judged"] >= 20
+    if topology_name in ("seed", "websocket-only"):
+        # at most one app pod per nginx pod ever receives traffic
+        assert figures(summary, "balance")["idle_pods"], figures(summary, "balance")
+
+
+@pytest.mark.usefixtures("local_only")
+def test_ip_hash_puts_a_shared_slash_24_on_one_pod(e2e_reports_dir: Path, e2e_duration: float) -> None:
+    summary = swarm("nginx-ip-hash", e2e_reports_dir, e2e_duration, client_addresses="shared-24")
+    assert measured(summary) == {"continuity": "pass", "affinity": "pass", "balance": "fail"}
+    assert summary["exit_code"] == 0  # as expected_with says for shared-24
+    per_pod = figures(summary, "balance")["per_pod"]
+    assert sorted(per_pod.values())[:2] == [0, 0]  # every client of the /24 on one pod
+
+
+@pytest.mark.usefixtures("local_only")
+def test_a_lucky_seed_recipe_passes_continuity_and_the_verdict_says_why(
+    e2e_reports_dir: Path, e2e_duration: float
+) -> None:
+    summary = swarm("seed", e2e_reports_dir, e2e_duration, seed=LUCKY_SEED)
+    assert summary["checks"]["continuity"]["measured"] == "pass"
+    assert summary["exit_code"] == 1  # differs from the recipe's expected verdict …
+    assert any("all chains converging on one pod" in note for note in summary["notes"])  # … and says why
+
+
+@pytest.mark.usefixtures("local_only")
+def test_nginx_hash_scaling_remaps_close_to_the_minimum(e2e_reports_dir: Path) -> None:
+    summary = swarm("nginx-hash", e2e_reports_dir, 36, events="10s scale app 4; 22s scale app 2")
+    up, down = summary["events"]
+    assert up["added"] == ["app-3"] and down["removed"] == ["app-2", "app-3"]
+    for event in (up, down):
+        assert event["clients_compared"] >= 20
+        # consistent hashing moves about the minimum: never more than a few clients above it
+        assert event["clients_remapped"] <= event["minimum_remap"] + max(2, event["clients_compared"] // 10), event
+    assert up["sessions_on_new_pods"] > 0 and up["new_pods_share_s"] is not None
+    assert summary["checks"]["continuity"]["measured"] == "pass"  # disruptions are counted apart
+
+
+@pytest.mark.usefixtures("local_only")
+def test_seed_scaling_shows_why_it_fails(e2e_reports_dir: Path) -> None:
+    summary = swarm("seed", e2e_reports_dir, 24, events="8s scale app 5")
+    (up,) = summary["events"]
+    # kube-proxy's affinity keeps each nginx pod on its app pod: the new pods get nothing
+    assert up["sessions_on_new_pods"] == 0
+    assert "got no sessions at all" in up["reading"]
+
+
+@pytest.fixture
+def node_app(local_only: None) -> list[str]:
+    """A plain Node socket.io server (no x-pod, no whoami), its dependencies installed with npm ci."""
+    import shutil
+    import subprocess
+
+    app_dir = Path(__file__).parent / "node_app"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the bring-your-own-app test (apt-get install nodejs npm)")
+    if not (app_dir / "node_modules" / "socket.io").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=app_dir, check=True, capture_output=True)
+    return ["node", str(app_dir / "server.js")]
+
+
+def test_own_node_app_behind_a_tier_is_judged_by_the_upstream_address(
+    node_app: list[str], e2e_reports_dir: Path, e2e_duration: float
+) -> None:
+    summary = swarm("nginx-hash", e2e_reports_dir, e2e_duration, app_cmd=node_app)
+    assert measured(summary) == {"continuity": "pass", "affinity": "pass", "balance": "pass"}
+    assert set(figures(summary, "balance")["per_pod"]) == {"app-0", "app-1", "app-2"}  # named from x-upstream
+
+
+def test_own_node_app_without_pod_identity_is_judged_from_its_errors(
+    node_app: list[str], e2e_reports_dir: Path, e2e_duration: float
+) -> None:
+    summary = swarm("no-affinity", e2e_reports_dir, e2e_duration, app_cmd=node_app)
+    continuity = summary["checks"]["continuity"]
+    assert continuity["measured"] == "fail"
+    assert continuity["figures"]["by_reason"]["wrong_pod_answer"] > 0
+    assert any("Session ID unknown" in example for example in continuity["examples"])
+    for check in ("affinity", "balance"):
+        assert summary["checks"][check]["measured"] == "n/a"
+        assert summary["checks"][check]["reason"] == NO_POD_IDENTITY
