@@ -281,6 +281,7 @@ def run_topology(
         removed_pods=removed,
         meta=meta,
         reports_dir=reports_dir,
+        client_addresses=options.client_addresses,
     )
 
 

@@ -31,15 +31,16 @@ def _good(s: SessionRecord) -> bool:
 
 
 def assign_disruptions(sessions: Sequence[SessionRecord], events: Sequence[EventRecord]) -> int:
-    """Mark broken sessions that were live on a pod an event removed; returns how many were marked."""
+    """Mark broken sessions that were live on a pod an event removed or added; returns how many were marked."""
     marked = 0
     for session in sessions:
         if session.disrupted_by or not _broken(session):
             continue
         for event in events:
-            gone = set(event.removed)
+            # a pod the event removed, or one it added (that clients were remapped to mid-session)
+            touched = set(event.removed) | set(event.added)
             if (
-                gone & set(session.pods)
+                touched & set(session.pods)
                 and session.started <= event.ended + SLACK
                 and session.ended >= event.started - SLACK
             ):

@@ -39,12 +39,12 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import Any, Final
 
 from harness.errors import UsageError
 from harness.net import proxyproto
 from harness.net.faults import Fault, FaultSet, HeaderPlan, Pipe, plan_header
-from harness.net.relay import Counters, Splice
+from harness.net.relay import Counters, RawTransport, Splice
 
 __all__ = [
     "MODES",
@@ -354,9 +354,22 @@ class LoadBalancer:
             if plan is not None:
                 counters.header_errors += 1
             self._apply_toxics(splice, [f for f in faults if f.is_toxic])
-        assert self._loop is not None
-        splice.connecting = True
-        splice.connect_task = self._loop.create_task(self._connect(splice, target, header, plan))
+        loop = self._loop
+        assert loop is not None
+        if self._literal[target.name]:
+            try:
+                sock = self._connecting_socket(target)
+            except OSError as exc:
+                log.debug("node %s unreachable: %s", target.name, exc)
+                counters.errors += 1
+                splice.reset_sent = True
+                splice.reset()
+                return
+            RawTransport(loop, sock, splice.server)  # connection_made: splice.server has its transport
+            self._open(splice, header, plan)
+        else:
+            splice.connecting = True
+            splice.connect_task = loop.create_task(self._connect(splice, target, header, plan))
 
     def _on_done(self, splice: Splice) -> None:
         splice.counters.active -= 1
@@ -389,18 +402,19 @@ class LoadBalancer:
         return sock
 
     def _connecting_socket(self, target: Target) -> _socket.socket:
-        """A socket whose connect to the node has started: the transport is made on it at once, and the
-        kernel holds what is written until the handshake is done (a refusal shows as a read error). That
-        saves a wait, a future and two epoll changes per connection; ``_socket`` saves the enum conversions
-        that ``socket.socket`` makes on every attribute read."""
+        """A socket whose connect to the node has started, for a :class:`RawTransport` (``_socket``: no enum
+        conversions on every attribute read, as ``socket.socket`` makes)."""
         family = _socket.AF_INET6 if ":" in target.host else _socket.AF_INET
         sock = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
             if family == _socket.AF_INET:
                 sock.setsockopt(_socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
-            # the handshake's last ACK rides on the first data (the header), as HAProxy's tcp-smart-connect
-            sock.setsockopt(_socket.IPPROTO_TCP, _TCP_QUICKACK, 0)
+            if self._pp_version is not None:
+                # the handshake's last ACK rides on the header, as with HAProxy's tcp-smart-connect (not
+                # without a header: a node that speaks first would wait for a delayed ACK)
+                sock.setsockopt(_socket.IPPROTO_TCP, _TCP_QUICKACK, 0)
+            sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)  # as asyncio's transports do
             sock.bind((self.config.source_ip, 0))
             err = sock.connect_ex((target.host, target.port))
             if err not in (0, errno.EINPROGRESS):
@@ -441,18 +455,14 @@ class LoadBalancer:
             loop.remove_writer(fd)
 
     async def _connect(self, splice: Splice, target: Target, header: bytes, plan: HeaderPlan | None) -> None:
+        """A node given by name: resolve and connect through the loop (a task, unlike the fast path)."""
         loop = self._loop
         assert loop is not None
         try:
-            if self._literal[target.name]:
-                sock = self._connecting_socket(target)
-                # the transport owns sock now; a _socket.socket does all that the loop asks of a socket.socket
-                await loop.create_connection(splice.server_protocol, sock=cast(socket.socket, sock))
-            else:
-                await loop.create_connection(
-                    splice.server_protocol, target.host, target.port, local_addr=(self.config.source_ip, 0)
-                )
-                splice.confirmed = True
+            await loop.create_connection(
+                splice.server_protocol, target.host, target.port, local_addr=(self.config.source_ip, 0)
+            )
+            splice.confirmed = True
         except asyncio.CancelledError:
             pass  # the client went away, or the connect timed out
         except OSError as exc:
@@ -461,18 +471,22 @@ class LoadBalancer:
             splice.reset_sent = True
             splice.reset()
         else:
-            if not splice.closed:
-                if plan is None:
-                    splice.open(header)
-                elif not plan.delay:
-                    splice.open(plan.data)
-                else:
-                    splice.open(hold=True)
-                    self._spawn(self._send_late(splice, plan))
+            self._open(splice, header, plan)
         finally:
             splice.connecting = False
             splice.connect_task = None
             splice.maybe_finish()
+
+    def _open(self, splice: Splice, header: bytes, plan: HeaderPlan | None) -> None:
+        if splice.closed:
+            return
+        if plan is None:
+            splice.open(header)
+        elif not plan.delay:
+            splice.open(plan.data)
+        else:
+            splice.open(hold=True)
+            self._spawn(self._send_late(splice, plan))
 
     async def _send_late(self, splice: Splice, plan: HeaderPlan) -> None:
         """A delayed header: after ``plan.delay``, or a byte at a time over it (a slowloris on the receiver)."""

@@ -8,7 +8,8 @@ Both pieces forward TCP streams unchanged once they have chosen where a connecti
   for speed: asyncio protocols whose callbacks write each chunk straight to the other socket, flow control by
   pausing the reading side when the writing side's buffer is full (no task, no queue, no copy per chunk), and
   idle tracking by one timestamp that the balancer's sweeper reads. Faults (``harness.net.faults``) hook into
-  it as a :class:`~harness.net.faults.Pipe` per direction, only on connections that have any.
+  it as a :class:`~harness.net.faults.Pipe` per direction, only on connections that have any. The socket to
+  the node is a :class:`RawTransport`, opened without a task (a new connection is what costs most).
 
 Both pass half-closes on (an HTTP client may shut down its sending side and still read), close both sides when
 either ends, and pass a reset on as a reset (SO_LINGER 0), so that what the client sees is what a peer behind a
@@ -17,9 +18,11 @@ cloud load balancer would make it see.
 
 from __future__ import annotations
 
+import _socket
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import struct
 import time
@@ -29,12 +32,14 @@ from typing import Any, cast
 
 from harness.net.faults import Pipe
 
-__all__ = ["Counters", "Splice", "half_close", "relay", "reset_transport"]
+__all__ = ["Counters", "RawTransport", "Splice", "half_close", "relay", "reset_transport"]
 
 _CHUNK = 65536
 _PENDING_LIMIT = 262144  # client bytes held while the upstream connection opens, before the client is paused
 _LINGER_RST = struct.pack("ii", 1, 0)
 _EOF_POLL = 0.005  # how often a half-close waits for a write buffer to drain
+_HIGH_WATER = 65536  # RawTransport: pause the writer above this many buffered bytes
+_LOW_WATER = 16384  # ... resume it at or below this
 _CONNECT_ERRNOS = frozenset(
     {errno.ECONNREFUSED, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN}
 )
@@ -85,6 +90,9 @@ def half_close(transport: asyncio.WriteTransport) -> None:
     while the shutdown request of its ``write_eof`` is still pending, and a proxy closes right after a
     half-close all the time. A ``shutdown(SHUT_WR)`` of our own on the socket leaves uvloop nothing pending.
     """
+    if isinstance(transport, RawTransport):
+        transport.write_eof()
+        return
     if transport.is_closing():
         return
     if transport.get_write_buffer_size():
@@ -217,6 +225,221 @@ class _Side(asyncio.Protocol):
 
     def reset(self) -> None:
         self.splice.reset()
+
+
+class RawTransport(asyncio.Transport):
+    """A transport over a socket whose connect is still under way, driven by ``add_reader``/``add_writer``.
+
+    The balancer opens one per connection towards a node. Unlike ``loop.create_connection`` it needs no task,
+    future or coroutine, which is a fifth of what a new connection costs: it is made at once, holds what is
+    written until the handshake is done and then sends it in one piece (the PROXY header and the client's
+    first bytes in one segment), and reports a refused connect as ``connection_lost(ConnectionRefusedError)``.
+    It also half-closes with a plain ``shutdown(SHUT_WR)`` (see :func:`half_close`).
+    """
+
+    __slots__ = (
+        "_buffer",
+        "_closing",
+        "_connecting",
+        "_data_received",
+        "_eof",
+        "_fd",
+        "_loop",
+        "_paused",
+        "_protocol",
+        "_read_eof",
+        "_reading",
+        "_recv",
+        "_send",
+        "_sock",
+    )
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: _socket.socket, protocol: asyncio.Protocol) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._fd = sock.fileno()
+        self._protocol = protocol
+        self._recv, self._send, self._data_received = sock.recv, sock.send, protocol.data_received
+        self._buffer = bytearray()
+        self._connecting = True
+        self._closing = False
+        self._eof = False  # write_eof asked for
+        self._paused = False  # the protocol was told to pause writing
+        self._reading = True
+        self._read_eof = False
+        loop.add_reader(self._fd, self._read_ready)
+        # no writer yet: on loopback the handshake is over by the next iteration, so sending is tried then,
+        # after the other callbacks of this iteration (the client's first bytes join the header's segment)
+        loop.call_soon(self._first_send)
+        protocol.connection_made(self)
+
+    # -- what the protocol and the balancer use --
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closing or self._eof or not data:
+            return
+        if self._buffer or self._connecting:
+            self._buffer += data
+        else:
+            try:
+                sent = self._send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            if sent == len(data):
+                return
+            self._buffer += memoryview(data)[sent:]
+            self._loop.add_writer(self._fd, self._write_ready)
+        if not self._paused and len(self._buffer) > _HIGH_WATER:
+            self._paused = True
+            self._protocol.pause_writing()
+
+    def write_eof(self) -> None:
+        if self._closing or self._eof:
+            return
+        self._eof = True
+        if not self._buffer and not self._connecting:
+            self._shutdown()
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def get_write_buffer_size(self) -> int:
+        return len(self._buffer)
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+    def pause_reading(self) -> None:
+        if self._reading and not self._closing:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def resume_reading(self) -> None:
+        if not self._reading and not self._closing and not self._read_eof:
+            self._reading = True
+            self._loop.add_reader(self._fd, self._read_ready)
+
+    def is_reading(self) -> bool:
+        return self._reading
+
+    def close(self) -> None:
+        """Close once what is buffered has been sent."""
+        if self._closing:
+            return
+        self._closing = True
+        self._stop_reading()
+        if not self._buffer and not self._connecting:
+            self._finish(None)
+
+    def abort(self) -> None:
+        if self._sock.fileno() < 0:
+            return
+        self._closing = True
+        self._finish(None)
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        if name == "socket":
+            return self._sock
+        if name in ("peername", "sockname"):
+            try:
+                return self._sock.getpeername() if name == "peername" else self._sock.getsockname()
+            except OSError:
+                return default
+        return default
+
+    # -- the loop's callbacks --
+
+    def _read_ready(self) -> None:
+        try:
+            data = self._recv(_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._fatal(exc)
+            return
+        if data:
+            self._data_received(data)
+            return
+        self._read_eof = True
+        self._stop_reading()
+        if not self._protocol.eof_received():
+            self.close()
+
+    def _first_send(self) -> None:
+        if self._sock.fileno() < 0:
+            return
+        if self._buffer:
+            try:
+                sent = self._sock.send(self._buffer)
+            except (BlockingIOError, InterruptedError):  # still connecting: wait until writable
+                self._loop.add_writer(self._fd, self._write_ready)
+                return
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            del self._buffer[:sent]
+        self._connecting = False  # sent, so connected; or nothing to send: a later send finds out
+        if self._buffer:
+            self._loop.add_writer(self._fd, self._write_ready)
+        elif self._closing:
+            self._finish(None)
+        elif self._eof:
+            self._shutdown()
+
+    def _write_ready(self) -> None:
+        if self._connecting:
+            err = self._sock.getsockopt(_socket.SOL_SOCKET, _socket.SO_ERROR)
+            if err:
+                self._fatal(OSError(err, f"connect: {os.strerror(err)}"))
+                return
+            self._connecting = False
+        if self._buffer:
+            try:
+                sent = self._sock.send(self._buffer)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._fatal(exc)
+                return
+            del self._buffer[:sent]
+            if self._buffer:
+                return
+        self._loop.remove_writer(self._fd)
+        if self._paused and len(self._buffer) <= _LOW_WATER:
+            self._paused = False
+            self._protocol.resume_writing()
+        if self._closing:
+            self._finish(None)
+        elif self._eof:
+            self._shutdown()
+
+    # -- inside --
+
+    def _stop_reading(self) -> None:
+        if self._reading:
+            self._reading = False
+            self._loop.remove_reader(self._fd)
+
+    def _shutdown(self) -> None:
+        with contextlib.suppress(OSError):  # the peer is gone already: the read side will tell
+            self._sock.shutdown(_socket.SHUT_WR)
+
+    def _fatal(self, exc: Exception) -> None:
+        self._closing = True
+        self._finish(exc)
+
+    def _finish(self, exc: Exception | None) -> None:
+        """Stop watching the socket before closing it (an fd number is reused at once), then report."""
+        if self._sock.fileno() < 0:
+            return
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        self._buffer.clear()
+        self._sock.close()
+        self._loop.call_soon(self._protocol.connection_lost, exc)
 
 
 class Splice:

@@ -78,7 +78,6 @@ LOCAL_TOPOLOGIES = [
     "nginx-hash",
     "seed",
     "nginx-ip-hash",
-    "haproxy-cookie",
     "clientip-local",
     "nlb-sticky-local",
     "websocket-only",

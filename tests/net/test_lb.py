@@ -63,7 +63,9 @@ class Node:
         self.open = 0
 
     async def start(self, port: int = 0) -> int:
-        self.server = await asyncio.start_server(self.handle, self.host, port or self.port, reuse_address=True)
+        self.server = await asyncio.start_server(
+            self.handle, self.host, port or self.port, reuse_address=True, backlog=1024
+        )
         self.port = int(self.server.sockets[0].getsockname()[1])
         return self.port
 
