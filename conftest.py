@@ -16,7 +16,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--kind-config", default=None, help="kind: the kind config file (clusters/kind/*.yaml)")
     group.addoption("--topology", action="append", default=[], help="limit e2e tests to these topologies")
     group.addoption("--keep-reports", action="store_true", help="write e2e runs to ./reports instead of tmp")
-    group.addoption("--e2e-duration", default="25s", help="swarm duration of each e2e run")
+    group.addoption("--e2e-duration", default="30s", help="swarm duration of each e2e run")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -120,7 +120,7 @@ _reports_option = click.option("--reports-dir", default=None, help="Where runs a
 @cli.command()
 @_topology_option
 @_backend_options
-@click.option("--users", type=click.IntRange(1, 5000), default=30, show_default=True, help="Simulated clients.")
+@click.option("--users", type=click.IntRange(1, 5000), default=60, show_default=True, help="Simulated clients.")
 @click.option("--spawn-rate", type=click.FloatRange(0.1, 1000), default=10.0, show_default=True)
 @click.option("--duration", default="60s", show_default=True, callback=_duration, help="How long to swarm.")
 @click.option(

@@ -35,13 +35,13 @@ def swarm(
     client_addresses: str = "unique",
     events: str | None = None,
     app_cmd: list[str] | None = None,
-    users: int = 30,
+    users: int = 45,
     backend: BackendOptions | None = None,
 ) -> dict[str, Any]:
     topology = load_topology(topology_name)
     options = SwarmOptions(
         users=users,
-        spawn_rate=30,
+        spawn_rate=45,
         duration=duration,
         calls=1,
         client_addresses=client_addresses,
