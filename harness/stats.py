@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-__all__ = ["RELATIVE_PRECISION", "Histogram", "summarize"]
+__all__ = ["RELATIVE_PRECISION", "Histogram", "chi_square_sf", "summarize"]
 
 _LOWEST = 1e-5  # seconds: 10 µs
 _HIGHEST = 600.0  # seconds: 10 min
@@ -164,3 +164,25 @@ def summarize(h: Histogram) -> dict[str, Any]:
         "p99": round(h.percentile(99) * 1000, 3),
         "max": round(h.max * 1000, 3),
     }
+
+
+def chi_square_sf(x: float, df: int) -> float:
+    """P(X ≥ x) for X chi-square distributed with ``df`` degrees of freedom (closed form for whole ``df``)."""
+    if df < 1:
+        raise ValueError(f"degrees of freedom must be at least 1, not {df}")
+    if x <= 0:
+        return 1.0
+    y = x / 2
+    if df % 2 == 0:  # Q(k, y) = e^-y Σ_{i<k} y^i / i!
+        term = total = 1.0
+        for i in range(1, df // 2):
+            term *= y / i
+            total += term
+        return min(1.0, math.exp(-y) * total)
+    # Q(k + 1/2, y) = erfc(√y) + e^-y Σ_{i<k} y^(i+1/2) / Γ(i + 3/2)
+    total = math.erfc(math.sqrt(y))
+    term = math.exp(-y) * math.sqrt(y) / math.gamma(1.5)
+    for i in range((df - 1) // 2):
+        total += term
+        term *= y / (i + 1.5)
+    return min(1.0, total)

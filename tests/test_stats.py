@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from harness.stats import RELATIVE_PRECISION, Histogram, summarize
+from harness.stats import RELATIVE_PRECISION, Histogram, chi_square_sf, summarize
 
 PERCENTILES = [1, 5, 10, 25, 50, 75, 90, 95, 99, 99.9]
 
@@ -153,3 +153,18 @@ def test_summarize_in_milliseconds() -> None:
     assert summary["p99"] == pytest.approx(99.0, rel=RELATIVE_PRECISION)
     assert summary["max"] == 100.0
     assert summarize(Histogram()) == {"count": 0, "p50": None, "p90": None, "p99": None, "max": None}
+
+
+@pytest.mark.parametrize(
+    ("x", "df", "p"),
+    [(3.841, 1, 0.05), (6.635, 1, 0.01), (5.991, 2, 0.05), (7.815, 3, 0.05), (9.488, 4, 0.05), (1.0, 3, 0.8013)],
+)
+def test_chi_square_survival_matches_the_tables(x: float, df: int, p: float) -> None:
+    assert chi_square_sf(x, df) == pytest.approx(p, abs=2e-4)
+
+
+def test_chi_square_survival_edges() -> None:
+    assert chi_square_sf(0.0, 2) == 1.0
+    assert chi_square_sf(500.0, 2) < 1e-100
+    with pytest.raises(ValueError, match="at least 1"):
+        chi_square_sf(1.0, 0)

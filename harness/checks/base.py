@@ -48,10 +48,13 @@ class Thresholds:
     max_ratio: float = 1.5  # busiest pod's sessions / mean sessions per pod
     allow_idle_pods: bool = False
     min_balance_sessions: int = 20  # fewer sessions: n/a
+    # balance: an unevenness that placing the same clients on pods at random reaches at least this often is put
+    # down to chance, not to the topology (0: never)
+    balance_chance: float = 0.01
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("max_violation_rate", "max_affinity_broken_rate"):
+        for name in ("max_violation_rate", "max_affinity_broken_rate", "balance_chance"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 problems.append(f"{name} must be a fraction between 0 and 1, not {getattr(self, name)}")
         if self.affinity_run < 2:

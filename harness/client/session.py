@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import requests
 import socketio
 
 from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord
@@ -60,6 +61,8 @@ class SimulatedClient:
     client's I/O threads). ``timeout`` bounds every wait: a request, the Socket.IO connect, each acknowledgement.
     ``whoami=False`` is for apps that have no ``whoami`` event (a user's own app): the calls are ``echo`` calls
     then, and which pod answered is known only from ``x-pod`` headers a proxy adds, or from wrong-pod answers.
+    Like a browser, the client keeps the cookies it is given from one session to the next (a proxy's affinity
+    cookie, for one); ``keep_cookies=False`` starts every session without any.
     """
 
     def __init__(
@@ -72,6 +75,7 @@ class SimulatedClient:
         on_exchange: Callable[[Exchange], None] | None = None,
         timeout: float = 10.0,
         whoami: bool = True,
+        keep_cookies: bool = True,
     ) -> None:
         check_source(source)
         self.client_id = client_id
@@ -81,6 +85,9 @@ class SimulatedClient:
         self.on_exchange = on_exchange
         self.timeout = timeout
         self.whoami = whoami
+        self.cookies: requests.cookies.RequestsCookieJar | None = (
+            requests.cookies.RequestsCookieJar() if keep_cookies else None
+        )
 
     def run_session(self, mode: Mode, *, calls: int = 3, call_interval: float = 0.2) -> SessionRecord:
         """Run one session (connect, ``calls`` whoami calls and an echo, disconnect) and return its record.
@@ -118,6 +125,8 @@ class _Session:
         self.transport_failed = False  # a poll or POST failed: python-engineio has ended one of its loops
         self.recorder = ExchangeRecorder(client.client_id, client.source, self._add)
         self.http = open_http_session(self.recorder)
+        if client.cookies is not None:
+            self.http.cookies = client.cookies  # the WebSocket handshake sends them too (python-engineio)
         self.closed = False
         self.sio: Any = socketio.Client(
             reconnection=False,
@@ -125,7 +134,7 @@ class _Session:
             logger=_SIO_LOG,
             engineio_logger=_EIO_LOG,
             http_session=self.http,
-            websocket_extra_options=websocket_options(self.recorder),
+            websocket_extra_options=websocket_options(self.recorder, client.cookies),
             request_timeout=client.timeout,
         )
         self.sio.on("connect", self._on_connect)

@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from http.cookies import CookieError, SimpleCookie
 from typing import Any
 
 import requests
@@ -54,6 +55,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RECORDER_OPTION = "harness_recorder"  # the websocket-client option that carries the recorder to BoundWebSocket
+COOKIES_OPTION = "harness_cookies"  # ... and the cookie jar the handshake's Set-Cookie goes into
 _SHOWN = 200  # characters of an error body kept in an exchange
 
 
@@ -323,11 +325,14 @@ class BoundWebSocket(websocket.WebSocket):
     """A websocket-client connection opened from the recorder's source address, its handshake recorded.
 
     python-engineio passes ``websocket_extra_options`` to ``websocket.create_connection``, which passes them on
-    to this class and to `connect`; `websocket_options` puts the recorder among them.
+    to this class and to `connect`; `websocket_options` puts the recorder among them, and the client's cookie
+    jar: a browser keeps the cookies of a WebSocket handshake's answer (RFC 6455, 4.1), and a proxy that pins
+    clients by cookie may set its cookie there when a session starts on WebSocket.
     """
 
     def connect(self, url: str, **options: Any) -> None:
         recorder: ExchangeRecorder = options.pop(RECORDER_OPTION)
+        cookies: requests.cookies.RequestsCookieJar | None = options.pop(COOKIES_OPTION, None)
         options.pop("socket", None)
         parts = urllib.parse.urlsplit(url)
         secure = parts.scheme == "wss"
@@ -363,19 +368,34 @@ class BoundWebSocket(websocket.WebSocket):
                 sock.close()
             recorder.record(kind, t=t, latency=time.perf_counter() - start, sid=sid, status=None, error=_describe(exc))
             raise
+        headers = self.getheaders() or {}
         recorder.record(
-            kind,
-            t=t,
-            latency=time.perf_counter() - start,
-            sid=sid,
-            status=self.getstatus(),
-            headers=self.getheaders() or {},
+            kind, t=t, latency=time.perf_counter() - start, sid=sid, status=self.getstatus(), headers=headers
         )
+        if cookies is not None and headers.get("set-cookie"):
+            keep_cookies(cookies, str(headers["set-cookie"]), host)
 
 
-def websocket_options(recorder: ExchangeRecorder) -> dict[str, Any]:
+def keep_cookies(jar: requests.cookies.RequestsCookieJar, set_cookie: str, host: str) -> None:
+    """Put the cookies of a handshake's ``Set-Cookie`` into ``jar`` (websocket-client joins several with "; ")."""
+    parsed: SimpleCookie = SimpleCookie()
+    try:
+        parsed.load(set_cookie)
+    except CookieError:
+        log.debug("unreadable Set-Cookie %r from %s", set_cookie, host)
+        return
+    for name, morsel in parsed.items():
+        jar.set(name, morsel.value, domain=host, path=morsel["path"] or "/")
+
+
+def websocket_options(
+    recorder: ExchangeRecorder, cookies: requests.cookies.RequestsCookieJar | None = None
+) -> dict[str, Any]:
     """python-socketio's ``websocket_extra_options`` for a client whose WebSockets go through `BoundWebSocket`."""
-    return {"class_": BoundWebSocket, RECORDER_OPTION: recorder}
+    options: dict[str, Any] = {"class_": BoundWebSocket, RECORDER_OPTION: recorder}
+    if cookies is not None:
+        options[COOKIES_OPTION] = cookies
+    return options
 
 
 def _pod(headers: Any) -> str | None:

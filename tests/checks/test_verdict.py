@@ -51,7 +51,7 @@ def test_evaluate_passes_removed_pods_to_affinity() -> None:
 
 
 def test_a_continuity_pass_on_a_single_pod_of_several_carries_the_luck_note() -> None:
-    results = evaluate(on_one_pod("app-1"), PODS, Thresholds())
+    results = evaluate(on_one_pod("app-1", clients=8), PODS, Thresholds())
     assert results["continuity"].verdict == "pass"
     assert results["balance"].verdict == "fail"
     assert results["continuity"].notes == [

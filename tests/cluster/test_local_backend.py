@@ -109,6 +109,16 @@ def test_a_port_in_use_is_one_clear_error(tmp_path: Path, run_id: str) -> None:
             cluster("no-affinity", tmp_path, run_id, base_port=port).up()
 
 
+def test_ports_follow_the_seed_so_a_run_can_be_replayed(tmp_path: Path) -> None:
+    # nginx's consistent hash places servers by "address:port": the same seed must give the same ports
+    def base(seed: int, run_id: str) -> int:
+        c = LocalCluster(load_topology("nginx-hash"), run_id=run_id, run_dir=tmp_path / run_id, seed=seed)
+        return c._allocate_ports().base
+
+    assert base(12, "a") == base(12, "b")
+    assert len({base(seed, "a") for seed in range(8)}) > 1
+
+
 def test_missing_nginx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(tier_module.shutil, "which", lambda _name: None)
     monkeypatch.setattr(tier_module.os.path, "exists", lambda _path: False)

@@ -78,6 +78,7 @@ LOCAL_TOPOLOGIES = [
     "nginx-hash",
     "seed",
     "nginx-ip-hash",
+    "haproxy-cookie",
     "clientip-local",
     "nlb-sticky-local",
     "websocket-only",

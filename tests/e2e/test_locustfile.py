@@ -36,7 +36,7 @@ def test_locust_brings_a_topology_up_judges_it_and_takes_it_down(tmp_path: Path)
 def test_locust_attached_to_harness_up(tmp_path: Path) -> None:
     harness = [sys.executable, "-m", "harness.cli"]
     reports = ["--reports-dir", str(tmp_path)]
-    up = run([*harness, "up", "--topology", "nginx-hash", "--name", "e2e", *reports])
+    up = run([*harness, "up", "--topology", "nginx-hash", "--name", "e2e", "--seed", "12", *reports])
     assert up.returncode == 0, up.stdout + up.stderr
     try:
         status = run([*harness, "status", "--name", "e2e", "--json", *reports])

@@ -56,6 +56,8 @@ class Ports:
 
 def port_free(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as every listener of a run does: connections of an earlier run in TIME_WAIT do not make a port busy
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError:
@@ -251,7 +253,9 @@ class LocalCluster(Cluster):
                     "choose another --base-port, or run `harness down --all` if an earlier run left them open"
                 )
             return Ports(self._base_port)
-        rng = random.Random()
+        # seeded like every other choice of the backend: nginx's consistent hash places servers by "address:port",
+        # so the same seed and client addresses give the same mapping of clients to pods, run after run
+        rng = random.Random(f"{self.seed}/ports")
         for _ in range(50):
             base = rng.randrange(20000, 60000, 10)
             if all_free(base):
