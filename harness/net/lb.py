@@ -387,35 +387,35 @@ class LoadBalancer:
                 proxyproto.encode_v1_unknown() if self.config.proxy_protocol == "v1" else proxyproto.encode_v2_local()
             )
 
-    def _probe_socket(self, target: Target) -> socket.socket:
-        family = socket.AF_INET6 if ":" in target.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+    def _bound_socket(self, target: Target) -> _socket.socket:
+        """A non-blocking socket bound to the balancer's source address, for a connection to ``target``
+        (``_socket``: no enum conversions on every attribute read, as ``socket.socket`` makes)."""
+        family = _socket.AF_INET6 if ":" in target.host else _socket.AF_INET
+        sock = _socket.socket(family, _socket.SOCK_STREAM)
         try:
             sock.setblocking(False)
-            if family == socket.AF_INET:
+            if family == _socket.AF_INET:
                 # choose the source port at connect time, per destination: many more connections fit
-                sock.setsockopt(socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
+                sock.setsockopt(_socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
             sock.bind((self.config.source_ip, 0))
         except BaseException:
             sock.close()
             raise
         return sock
 
+    def _probe_socket(self, target: Target) -> socket.socket:
+        raw = self._bound_socket(target)
+        return socket.socket(raw.family, raw.type, fileno=raw.detach())
+
     def _connecting_socket(self, target: Target) -> _socket.socket:
-        """A socket whose connect to the node has started, for a :class:`RawTransport` (``_socket``: no enum
-        conversions on every attribute read, as ``socket.socket`` makes)."""
-        family = _socket.AF_INET6 if ":" in target.host else _socket.AF_INET
-        sock = _socket.socket(family, _socket.SOCK_STREAM)
+        """A socket whose connect to the node has started, for a :class:`RawTransport`."""
+        sock = self._bound_socket(target)
         try:
-            sock.setblocking(False)
-            if family == _socket.AF_INET:
-                sock.setsockopt(_socket.IPPROTO_IP, _IP_BIND_ADDRESS_NO_PORT, 1)
             if self._pp_version is not None:
                 # the handshake's last ACK rides on the header, as with HAProxy's tcp-smart-connect (not
                 # without a header: a node that speaks first would wait for a delayed ACK)
                 sock.setsockopt(_socket.IPPROTO_TCP, _TCP_QUICKACK, 0)
             sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)  # as asyncio's transports do
-            sock.bind((self.config.source_ip, 0))
             err = sock.connect_ex((target.host, target.port))
             if err not in (0, errno.EINPROGRESS):
                 raise OSError(err, f"connect to {target.host}:{target.port}: {os.strerror(err)}")
