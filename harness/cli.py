@@ -295,11 +295,14 @@ def status(name: str, as_json: bool, reports_dir: str | None) -> None:
 
 @cli.command()
 def topologies() -> None:
-    """List the built-in topologies and their expected verdicts."""
-    for name in available_topologies():
+    """List the built-in topologies and their expected verdicts; some need a real cluster (kind or kubeconfig)."""
+    names = available_topologies()
+    width = max((len(name) for name in names), default=16)
+    for name in names:
         topo = load_topology(name)
         expected = ", ".join(f"{k} {v}" for k, v in topo.expected_verdicts().items())
-        click.echo(f"{name:<16} {expected}")
+        only = "  (kind/kubeconfig only: --backend kind)" if topo.kind_only else ""
+        click.echo(f"{name:<{width}}  {expected}{only}")
 
 
 def _add_commands() -> None:

@@ -240,9 +240,10 @@ def run_topology(
     run_id = new_run_id(topology.name)
     run_dir = reports_dir / run_id
     backend = backend or BackendOptions()
+    # made (not started) first: a topology the backend cannot run is refused before anything is announced
+    cluster = make_cluster(topology, backend, run_id=run_id, run_dir=run_dir, seed=seed, echo=echo)
     echo(f"run {run_id}: topology {topology.name} on the {backend.name} backend, seed {seed}")
     started = time.time()
-    cluster = make_cluster(topology, backend, run_id=run_id, run_dir=run_dir, seed=seed, echo=echo)
     with cluster:
         echo(
             f"up: {len(cluster.pods('app'))} app pods, {len(cluster.pods('tier'))} tier pods, "

@@ -3,6 +3,12 @@
 A topology names the pieces between a client and the app pods (load balancer, nodes, an optional proxy tier and
 the Services in between) and the verdict it is expected to earn. Loading validates every field strictly, and an
 error names the file, the field and what is allowed, so that a person writing a topology can fix it at once.
+
+The tier is one of two things. ``nginx`` / ``haproxy``: proxy pods configured from a template in
+``clusters/templates``, which the local backend runs as real processes and the kind backend ships in a ConfigMap.
+``ingress-nginx``: the ingress-nginx controller, configured through its ConfigMap and the annotations of an
+Ingress; it is a Kubernetes controller, not a process the local backend can start, so such topologies are for the
+kind and kubeconfig backends only (``Topology.kind_only``).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from harness.errors import TopologyError
 
 __all__ = [
+    "IngressNginx",
     "LoadBalancer",
     "ServiceSpec",
     "Tier",
@@ -111,6 +118,61 @@ class Tier(_Model):
     service: ServiceSpec = ServiceSpec()
 
 
+# What ingress-nginx's annotation validation accepts for upstream-hash-by (its parser.NGINXVariable), and a variable.
+_HASH_CHARS = re.compile(r"^[A-Za-z0-9_${}-]+$")
+_HASH_VARIABLE = re.compile(r"\$\{?[A-Za-z_]")
+_COOKIE_ONLY = ("affinity_mode", "cookie_name", "cookie_max_age")
+
+
+class IngressNginx(_Model):
+    """The ingress-nginx controller as the tier: its pods behind the NodePort read the PROXY header (ConfigMap
+    ``use-proxy-protocol``) and balance over the app pods themselves, as the Ingress's annotations say.
+
+    ``affinity``: ``cookie`` (``nginx.ingress.kubernetes.io/affinity: cookie``, with ``affinity_mode`` balanced,
+    ingress-nginx's default, or persistent, ``cookie_name`` and ``cookie_max_age``), ``hash``
+    (``upstream-hash-by``: ``hash_by``, an nginx variable such as ``$remote_addr``) or ``none`` (round robin)."""
+
+    kind: Literal["ingress-nginx"]
+    replicas: int = Field(2, ge=1, le=50)
+    affinity: Literal["cookie", "hash", "none"]
+    affinity_mode: Literal["balanced", "persistent"] | None = None  # cookie only; None: balanced, the default
+    cookie_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")  # cookie only; None: INGRESSCOOKIE
+    cookie_max_age: Duration | None = None  # cookie only; None: a session cookie (kept until the client quits)
+    hash_by: str | None = None  # hash only
+    service: ServiceSpec = ServiceSpec()
+
+    @model_validator(mode="after")
+    def _combination(self) -> IngressNginx:
+        misplaced = [name for name in _COOKIE_ONLY if getattr(self, name) is not None]
+        if self.affinity != "cookie" and misplaced:
+            raise ValueError(
+                f"{' and '.join(misplaced)} {'applies' if len(misplaced) == 1 else 'apply'} only with affinity: cookie "
+                f"(ingress-nginx reads affinity-mode and the session-cookie annotations only for cookie affinity), "
+                f"not with affinity: {self.affinity}"
+            )
+        if self.affinity == "hash" and self.hash_by is None:
+            raise ValueError("affinity: hash needs hash_by, the nginx variable to hash on, such as $remote_addr")
+        if self.affinity != "hash" and self.hash_by is not None:
+            raise ValueError(f"hash_by only applies with affinity: hash, not with affinity: {self.affinity}")
+        if self.hash_by is not None and not (_HASH_CHARS.match(self.hash_by) and _HASH_VARIABLE.search(self.hash_by)):
+            raise ValueError(
+                f"hash_by {self.hash_by!r}: give an nginx variable such as $remote_addr (letters, digits, _, -, $, "
+                "{ and } only: what ingress-nginx accepts for upstream-hash-by)"
+            )
+        if self.cookie_max_age is not None and self.cookie_max_age < 1:
+            raise ValueError("cookie_max_age: at least 1s (session-cookie-max-age is a whole number of seconds)")
+        return self
+
+    @property
+    def mode(self) -> str:
+        """The cookie affinity mode ingress-nginx applies: balanced unless persistent is asked for."""
+        return self.affinity_mode or "balanced"
+
+
+AnyTier = Annotated[Tier | IngressNginx, Field(discriminator="kind")]
+_TIER_KINDS = ("nginx", "haproxy", "ingress-nginx")
+
+
 class App(_Model):
     replicas: int = Field(3, ge=1, le=100)
     service: ServiceSpec = ServiceSpec()
@@ -148,7 +210,7 @@ class Topology(_Model):
     description: str = ""
     nodes: int = Field(3, ge=1, le=20)
     load_balancer: LoadBalancer = LoadBalancer()
-    tier: Tier | None = None
+    tier: AnyTier | None = None
     app: App = App()
     clients: Clients = Clients()
     expected: Expected
@@ -163,6 +225,22 @@ class Topology(_Model):
                 "PROXY headers (add a tier that does, or set proxy_protocol: none)"
             )
         return self
+
+    @property
+    def proxy_tier(self) -> Tier | None:
+        """The tier when it is nginx or HAProxy pods run from a template (what both backends can run)."""
+        return self.tier if isinstance(self.tier, Tier) else None
+
+    @property
+    def ingress(self) -> IngressNginx | None:
+        """The tier when it is the ingress-nginx controller."""
+        return self.tier if isinstance(self.tier, IngressNginx) else None
+
+    @property
+    def kind_only(self) -> bool:
+        """Only a real cluster runs it (kind or kubeconfig backend): the ingress-nginx controller is a Kubernetes
+        controller, not a process the local backend can start."""
+        return self.ingress is not None
 
     @property
     def entry_service(self) -> ServiceSpec:
@@ -187,7 +265,10 @@ def available_topologies(directory: Path | None = None) -> list[str]:
 
 
 def _describe_error(err: Mapping[str, Any]) -> str:
-    field = ".".join(str(part) for part in err.get("loc", ())) or "(top level)"
+    loc = [str(part) for part in err.get("loc", ())]
+    # a tier's kind picks its model; pydantic puts that tag in the location (tier.ingress-nginx.hash_by)
+    loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "tier" and p in _TIER_KINDS)]
+    field = ".".join(loc) or "(top level)"
     msg = str(err.get("msg", "invalid"))
     if err.get("type") == "extra_forbidden":
         msg = "unknown field (check the spelling; see clusters/topologies/README.md for the fields)"
@@ -215,8 +296,8 @@ def load_topology(name_or_path: str | Path, directory: Path | None = None) -> To
     except ValidationError as exc:
         lines = "; ".join(_describe_error(e) for e in exc.errors())
         raise TopologyError(f"{path}: {lines}") from None
-    if topology.tier is not None:
-        template = Path(__file__).resolve().parent.parent / "clusters" / "templates" / topology.tier.template
+    if topology.proxy_tier is not None:
+        template = Path(__file__).resolve().parent.parent / "clusters" / "templates" / topology.proxy_tier.template
         if not template.is_file():
             raise TopologyError(f"{path}: field tier.template: {template} does not exist")
     return topology

@@ -1,4 +1,8 @@
-"""Topology files: the built-ins load, and a mistake names the file, the field and what is allowed."""
+"""Topology files: the built-ins load, and a mistake names the file, the field and what is allowed.
+
+Also here: topologies whose tier is the ingress-nginx controller need a real cluster, and every way of starting
+one on the local backend refuses them in one line, before anything starts.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from harness.errors import TopologyError
+from harness.cli import main
+from harness.cluster.local.backend import LocalCluster
+from harness.errors import TopologyError, UsageError
+from harness.runner import BackendOptions, make_cluster
 from harness.topology import available_topologies, load_topology, parse_duration
+
+KIND_ONLY = ["ingress-nginx-cookie-balanced", "ingress-nginx-cookie-persistent", "ingress-nginx-hash"]
 
 
 def test_every_builtin_topology_loads_with_an_expected_verdict() -> None:
     names = available_topologies()
-    assert {"seed", "nginx-hash", "no-affinity"} <= set(names)
+    assert {"seed", "nginx-hash", "no-affinity", *KIND_ONLY} <= set(names)
     for name in names:
         topo = load_topology(name)
         assert topo.name == name
         assert set(topo.expected_verdicts()) == {"continuity", "affinity", "balance"}
+        assert topo.kind_only == (name in KIND_ONLY)
 
 
 @pytest.mark.parametrize(
@@ -92,3 +102,91 @@ def test_missing_template_is_named(tmp_path: Path) -> None:
     )
     with pytest.raises(TopologyError, match=r"tier.template: .*nope.conf.j2 does not exist"):
         load_topology(write(tmp_path, body))
+
+
+INGRESS = BASE.replace("proxy_protocol: none", "proxy_protocol: v1") + "tier: {kind: ingress-nginx, %s}\n"
+
+
+def test_an_ingress_nginx_tier_loads(tmp_path: Path) -> None:
+    topo = load_topology(write(tmp_path, INGRESS % "affinity: hash, hash_by: '${remote_addr}-x'"))
+    assert topo.ingress is not None and topo.proxy_tier is None and topo.kind_only
+    assert topo.ingress.hash_by == "${remote_addr}-x" and topo.ingress.replicas == 2
+    topo = load_topology(write(tmp_path, INGRESS % "affinity: cookie, cookie_max_age: 2h"))
+    assert topo.ingress is not None and topo.ingress.mode == "balanced" and topo.ingress.cookie_max_age == 7200
+    assert topo.entry_service == topo.ingress.service
+
+
+@pytest.mark.parametrize(
+    ("tier", "hint"),
+    [
+        (
+            "affinity: hash, hash_by: $remote_addr, affinity_mode: persistent",
+            "affinity_mode applies only with affinity: cookie",
+        ),
+        (
+            "affinity: none, cookie_name: C, cookie_max_age: 60s",
+            "cookie_name and cookie_max_age apply only with affinity: cookie",
+        ),
+        ("affinity: hash", "affinity: hash needs hash_by, the nginx variable to hash on, such as $remote_addr"),
+        (
+            "affinity: cookie, hash_by: $remote_addr",
+            "hash_by only applies with affinity: hash, not with affinity: cookie",
+        ),
+        ("affinity: hash, hash_by: remote_addr", "hash_by 'remote_addr': give an nginx variable such as $remote_addr"),
+        ("affinity: hash, hash_by: '$remote_addr; return 200'", "give an nginx variable"),
+        ("affinity: cookie, affinity_mode: sticky", "'balanced' or 'persistent'"),
+        ("affinity: cookies", "'cookie', 'hash' or 'none'"),
+        ("affinity: cookie, cookie_name: 'a b'", "field tier.cookie_name: String should match pattern"),
+        ("affinity: cookie, cookie_max_age: 0s", "cookie_max_age: at least 1s"),
+        ("affinity: hash, hash_by: $remote_addr, template: nginx/hash.conf.j2", "field tier.template: unknown field"),
+    ],
+)
+def test_a_bad_ingress_nginx_combination_is_refused_with_a_clear_message(tmp_path: Path, tier: str, hint: str) -> None:
+    path = write(tmp_path, INGRESS % tier)
+    with pytest.raises(TopologyError) as err:
+        load_topology(path)
+    message = str(err.value)
+    assert str(path) in message and "field tier" in message
+    assert "ingress-nginx." not in message  # the union's tag is not a field the person wrote
+    assert hint in message
+    assert "\n" not in message
+
+
+def test_an_unknown_tier_kind_lists_the_kinds(tmp_path: Path) -> None:
+    body = BASE.replace("proxy_protocol: none", "proxy_protocol: v1") + "tier: {kind: traefik, affinity: cookie}\n"
+    with pytest.raises(TopologyError, match="'nginx', 'haproxy', 'ingress-nginx'"):
+        load_topology(write(tmp_path, body))
+
+
+# -- the local backend refuses kind-only topologies, in one line, before anything starts --------------------------
+
+
+@pytest.mark.parametrize("name", KIND_ONLY)
+def test_the_local_backend_refuses_a_kind_only_topology(name: str, tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as err:
+        LocalCluster(load_topology(name), run_id="r", run_dir=tmp_path / "r", seed=1)
+    message = str(err.value)
+    assert "\n" not in message and "--backend kind" in message and name in message
+    with pytest.raises(UsageError, match="--backend kind"):
+        make_cluster(load_topology(name), BackendOptions(), run_id="r", run_dir=tmp_path / "r", seed=1)
+    assert not (tmp_path / "r").exists()
+
+
+def test_harness_up_and_run_refuse_a_kind_only_topology_on_the_local_backend(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reports = tmp_path / "reports"
+    for command in (["up"], ["run", "--duration", "5s"]):
+        assert main([*command, "--topology", "ingress-nginx-hash", "--reports-dir", str(reports)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("error: topology ingress-nginx-hash runs the ingress-nginx")
+        assert "--backend kind" in err[0]
+    assert not list(reports.glob("*/cluster.json")) and not list(reports.glob("*/pods"))
+
+
+def test_harness_topologies_marks_the_kind_only_ones(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["topologies"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(lines) == set(available_topologies())
+    for name, line in lines.items():
+        assert ("kind/kubeconfig only" in line) == (name in KIND_ONLY), line

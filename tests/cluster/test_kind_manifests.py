@@ -3,12 +3,15 @@
 No kind cluster can start on the machines these tests run on, so the manifests are validated against the pinned
 Kubernetes version's OpenAPI schemas (kubernetes-validate, strict: no unknown field), the tier config they ship
 is compared with the local backend's rendering and checked by a real ``nginx -t`` / ``haproxy -c``, and the
-kind configs are checked against kind's v1alpha4 fields.
+kind configs are checked against kind's v1alpha4 fields. The ingress-nginx tier's install is checked for what
+the schemas cannot see: that its pieces name each other (class, ConfigMap, ServiceAccount, Role, Lease, ports),
+and that the annotations and ConfigMap are what the topology says.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.cli import main
 from harness.cluster.kind.config import (
     KUBERNETES_VERSION,
     NODE_IMAGE,
@@ -24,6 +28,12 @@ from harness.cluster.kind.config import (
     kind_config_path,
     read_kind_config,
     render_to_dir,
+)
+from harness.cluster.kind.ingress import (
+    INGRESS_NGINX_IMAGE,
+    INGRESS_NGINX_VERSION,
+    controller_class,
+    ingress_class_name,
 )
 from harness.cluster.kind.manifests import (
     APP_IMAGE,
@@ -34,14 +44,30 @@ from harness.cluster.kind.manifests import (
     render_manifests,
     tier_reload_argv,
 )
+from harness.cluster.kind.objects import CLUSTER_SCOPED
 from harness.cluster.local.tier import render_template
 from harness.errors import UsageError
 from harness.topology import Topology, available_topologies, load_topology
 
 TOPOLOGIES = available_topologies()
-TIER_TOPOLOGIES = [n for n in TOPOLOGIES if load_topology(n).tier is not None]
+TIER_TOPOLOGIES = [n for n in TOPOLOGIES if load_topology(n).proxy_tier is not None]  # nginx, HAProxy
 NGINX_TOPOLOGIES = [n for n in TIER_TOPOLOGIES if getattr(load_topology(n).tier, "kind", "") == "nginx"]
 RUN_ID = "20250101-120000-test-ab12"
+INGRESS_TOPOLOGIES = ["ingress-nginx-cookie-balanced", "ingress-nginx-cookie-persistent", "ingress-nginx-hash"]
+ANNOTATION = "nginx.ingress.kubernetes.io/"
+# The controller's install, in apply order: permissions and configuration, the Ingress, the controller, its Service.
+INGRESS_ORDER = [
+    ("ServiceAccount", "ingress-nginx"),
+    ("Role", "ingress-nginx"),
+    ("RoleBinding", "ingress-nginx"),
+    ("ClusterRole", f"sticky-ingress-nginx-{namespace_for(RUN_ID)}"),
+    ("ClusterRoleBinding", f"sticky-ingress-nginx-{namespace_for(RUN_ID)}"),
+    ("ConfigMap", "ingress-nginx-controller"),
+    ("IngressClass", f"sticky-ingress-nginx-{namespace_for(RUN_ID)}"),
+    ("Ingress", "app"),
+    ("Deployment", "tier"),
+    ("Service", "tier"),
+]
 ENDPOINTS = [Endpoint("app-7c9d-b", "10.244.2.7", "w2"), Endpoint("app-7c9d-a", "10.244.1.5", "w1")]
 
 
@@ -63,12 +89,18 @@ def test_every_topology_renders_in_apply_order(name: str) -> None:
     objects = render_manifests(topology, run_id=RUN_ID)
     kinds = [(o["kind"], o["metadata"]["name"]) for o in objects]
     expected = [("Namespace", namespace_for(RUN_ID)), ("Deployment", "app"), ("Service", "app")]
-    if topology.tier is not None:
+    if topology.proxy_tier is not None:
         expected += [("ConfigMap", "tier-config"), ("Deployment", "tier"), ("Service", "tier")]
+    elif topology.ingress is not None:
+        expected += INGRESS_ORDER
     assert kinds == expected
     for obj in objects[1:]:
-        assert obj["metadata"]["namespace"] == namespace_for(RUN_ID)
+        if obj["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in obj["metadata"]
+        else:
+            assert obj["metadata"]["namespace"] == namespace_for(RUN_ID)
         assert obj["metadata"]["labels"]["sticky-harness/run-id"] == RUN_ID
+        assert obj["metadata"]["labels"]["sticky-harness/topology"] == name
 
 
 @pytest.mark.parametrize("name", TOPOLOGIES)
@@ -160,16 +192,17 @@ def test_namespace_and_labels_are_valid_for_any_run_id() -> None:
 @pytest.mark.parametrize("name", TIER_TOPOLOGIES)
 def test_the_tier_configmap_is_the_local_backends_template(name: str) -> None:
     topology = load_topology(name)
-    assert topology.tier is not None
+    tier = topology.proxy_tier
+    assert tier is not None
     objects = render_manifests(topology, run_id=RUN_ID, app_endpoints=ENDPOINTS)
     data = by_kind(objects, "ConfigMap", "tier-config")["data"]
-    if topology.tier.upstream == "service":
+    if tier.upstream == "service":
         servers = [("app", f"{app_service_host(namespace_for(RUN_ID))}:80")]
     else:  # sorted by pod name, so that every tier pod builds the same ring
         servers = [("app-7c9d-a", "10.244.1.5:8080"), ("app-7c9d-b", "10.244.2.7:8080")]
     expected = render_template(
-        topology.tier.template,
-        pod_name="$hostname" if topology.tier.kind == "nginx" else "%[hostname]",
+        tier.template,
+        pod_name="$hostname" if tier.kind == "nginx" else "%[hostname]",
         listen_addr="",
         listen_port=8080,
         proxy_protocol=topology.load_balancer.proxy_protocol != "none",
@@ -180,7 +213,7 @@ def test_the_tier_configmap_is_the_local_backends_template(name: str) -> None:
         error_log="",
         proxy_bind="",
     )
-    assert data == {("nginx.conf" if topology.tier.kind == "nginx" else "haproxy.cfg"): expected}
+    assert data == {("nginx.conf" if tier.kind == "nginx" else "haproxy.cfg"): expected}
 
 
 def _nginx() -> str:
@@ -225,10 +258,11 @@ def nginx_t(config: str, tmp_path: Path, hostname: str | None) -> subprocess.Com
 @pytest.mark.parametrize("with_endpoints", [False, True], ids=["placeholders", "endpoints"])
 def test_the_nginx_configmap_passes_nginx_t(name: str, with_endpoints: bool, tmp_path: Path) -> None:
     topology = load_topology(name)
-    assert topology.tier is not None
+    tier = topology.proxy_tier
+    assert tier is not None
     objects = render_manifests(topology, run_id=RUN_ID, app_endpoints=ENDPOINTS if with_endpoints else None)
     config = by_kind(objects, "ConfigMap", "tier-config")["data"]["nginx.conf"]
-    hostname = app_service_host(namespace_for(RUN_ID)) if topology.tier.upstream == "service" else None
+    hostname = app_service_host(namespace_for(RUN_ID)) if tier.upstream == "service" else None
     done = nginx_t(config, tmp_path, hostname)
     assert done.returncode == 0, done.stderr
     assert "syntax is ok" in done.stderr
@@ -297,7 +331,7 @@ def test_a_kind_config_with_an_unknown_field_is_refused(tmp_path: Path) -> None:
         read_kind_config(tmp_path / "bad.yaml")
 
 
-@pytest.mark.parametrize("name", ["seed", "no-affinity", "haproxy-cookie"])
+@pytest.mark.parametrize("name", ["seed", "no-affinity", "haproxy-cookie", "ingress-nginx-hash"])
 def test_render_to_dir_writes_the_kind_config_and_every_manifest(name: str, tmp_path: Path) -> None:
     topology = load_topology(name)
     written = render_to_dir(topology, tmp_path, run_id=RUN_ID)
@@ -307,6 +341,215 @@ def test_render_to_dir_writes_the_kind_config_and_every_manifest(name: str, tmp_
     assert combined == render_manifests(topology, run_id=RUN_ID)
     singles = sorted(tmp_path.glob("[0-9][0-9]-*.yaml"))
     assert [yaml.safe_load(p.read_text()) for p in singles] == combined
-    if topology.tier is not None:
-        key = "nginx.conf" if topology.tier.kind == "nginx" else "haproxy.cfg"
+    if topology.proxy_tier is not None:
+        key = "nginx.conf" if topology.proxy_tier.kind == "nginx" else "haproxy.cfg"
         assert (tmp_path / key).read_text() == by_kind(combined, "ConfigMap", "tier-config")["data"][key]
+    else:  # no tier, or ingress-nginx: its configuration is its ConfigMap and the Ingress, both manifests
+        assert not (tmp_path / "nginx.conf").exists() and not (tmp_path / "haproxy.cfg").exists()
+
+
+# -- the ingress-nginx tier (kind and kubeconfig backends only) ------------------------------------------------
+
+
+def ingress_objects(name: str, run_id: str = RUN_ID) -> dict[str, dict[str, Any]]:
+    """The objects of an ingress-nginx topology by kind (each kind appears once, but for the app's and the tier's
+    Deployment and Service, which are keyed "Deployment/tier" and so on)."""
+    found = {}
+    for obj in render_manifests(load_topology(name), run_id=run_id):
+        key = (
+            obj["kind"] if obj["kind"] not in ("Deployment", "Service") else f"{obj['kind']}/{obj['metadata']['name']}"
+        )
+        assert key not in found
+        found[key] = obj
+    return found
+
+
+def annotations(name: str) -> dict[str, str]:
+    result: dict[str, str] = ingress_objects(name)["Ingress"]["metadata"]["annotations"]
+    return result
+
+
+def without_topology_name(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The objects with the label naming the topology removed (it differs between any two topologies)."""
+    copied = yaml.safe_load(yaml.safe_dump(objects))
+    for obj in copied:
+        for where in (obj["metadata"], obj.get("spec", {}).get("template", {}).get("metadata", {})):
+            where.get("labels", {}).pop("sticky-harness/topology", None)
+    return list(copied)
+
+
+def test_the_ingress_nginx_topologies_are_kind_only_and_expect_what_ingress_nginx_documents() -> None:
+    for name in INGRESS_TOPOLOGIES:
+        topology = load_topology(name)
+        assert topology.kind_only and topology.ingress is not None and topology.proxy_tier is None
+        assert topology.load_balancer.proxy_protocol == "v1" and topology.load_balancer.mode == "elb"
+        assert topology.expected_verdicts() == {"continuity": "pass", "affinity": "pass", "balance": "pass"}
+        assert "kind and kubeconfig backends only" in topology.description
+    # hashing the client's address: clients behind one address all land on one pod
+    assert load_topology("ingress-nginx-hash").expected_verdicts("single")["balance"] == "fail"
+    assert load_topology("ingress-nginx-cookie-balanced").expected_verdicts("single")["balance"] == "pass"
+    assert not [n for n in TOPOLOGIES if n not in INGRESS_TOPOLOGIES and load_topology(n).kind_only]
+
+
+def test_cookie_balanced_and_persistent_differ_exactly_in_affinity_mode() -> None:
+    balanced = annotations("ingress-nginx-cookie-balanced")
+    persistent = annotations("ingress-nginx-cookie-persistent")
+    assert balanced == {
+        f"{ANNOTATION}affinity": "cookie",
+        f"{ANNOTATION}affinity-mode": "balanced",
+        f"{ANNOTATION}session-cookie-name": "STICKYPOD",
+    }
+    assert persistent == {**balanced, f"{ANNOTATION}affinity-mode": "persistent"}
+    # and nothing else differs, in any object, but the label that names the topology
+    objects = [
+        without_topology_name(render_manifests(load_topology(name), run_id=RUN_ID))
+        for name in ("ingress-nginx-cookie-balanced", "ingress-nginx-cookie-persistent")
+    ]
+    differing = [(a["kind"], a["metadata"]["name"]) for a, b in zip(*objects, strict=True) if a != b]
+    assert differing == [("Ingress", "app")]
+
+
+def test_hash_has_upstream_hash_by_and_no_cookie() -> None:
+    assert annotations("ingress-nginx-hash") == {f"{ANNOTATION}upstream-hash-by": "$remote_addr"}
+
+
+def test_a_cookie_max_age_and_no_affinity_reach_the_annotations() -> None:
+    base = load_topology("ingress-nginx-cookie-balanced").model_dump(mode="json")
+    aged = {**base, "tier": {**base["tier"], "affinity_mode": None, "cookie_name": None, "cookie_max_age": "2h"}}
+    found = by_kind(render_manifests(Topology.model_validate(aged), run_id=RUN_ID), "Ingress", "app")
+    assert found["metadata"]["annotations"] == {
+        f"{ANNOTATION}affinity": "cookie",
+        f"{ANNOTATION}affinity-mode": "balanced",  # ingress-nginx's default, said out loud
+        f"{ANNOTATION}session-cookie-name": "INGRESSCOOKIE",
+        f"{ANNOTATION}session-cookie-max-age": "7200",
+    }
+    none = {**base, "tier": {"kind": "ingress-nginx", "affinity": "none"}}
+    found = by_kind(render_manifests(Topology.model_validate(none), run_id=RUN_ID), "Ingress", "app")
+    assert found["metadata"]["annotations"] == {}
+
+
+@pytest.mark.parametrize("name", INGRESS_TOPOLOGIES)
+def test_the_controller_configmap_reads_proxy_headers_as_the_load_balancer_sends_them(name: str) -> None:
+    topology = load_topology(name)
+    data = ingress_objects(name)["ConfigMap"]["data"]
+    assert data["use-proxy-protocol"] == "true"
+    # long-polls last up to pingInterval + pingTimeout: nginx must wait longer than that
+    assert int(data["proxy-read-timeout"]) > topology.app.ping_interval + topology.app.ping_timeout
+    assert int(data["proxy-send-timeout"]) > topology.app.ping_interval + topology.app.ping_timeout
+    plain = topology.model_copy(
+        update={"load_balancer": topology.load_balancer.model_copy(update={"proxy_protocol": "none"})}
+    )
+    assert (
+        by_kind(render_manifests(plain, run_id=RUN_ID), "ConfigMap", "ingress-nginx-controller")["data"][
+            "use-proxy-protocol"
+        ]
+        == "false"
+    )
+
+
+@pytest.mark.parametrize("name", INGRESS_TOPOLOGIES)
+def test_the_ingress_nginx_install_is_consistent(name: str) -> None:
+    """What the schemas cannot check: that the pieces of the install name each other."""
+    objects = ingress_objects(name)
+    namespace = namespace_for(RUN_ID)
+    ingress_class, ingress = objects["IngressClass"], objects["Ingress"]
+    deployment, tier_service = objects["Deployment/tier"], objects["Service/tier"]
+    pod = deployment["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = container["args"]
+    flags = dict(a.split("=", 1) for a in args[1:])
+    assert args[0] == "/nginx-ingress-controller"
+    # the run's own class: the Ingress asks for it, the IngressClass names the controller value this controller claims
+    assert ingress["spec"]["ingressClassName"] == ingress_class["metadata"]["name"] == ingress_class_name(RUN_ID)
+    assert flags["--ingress-class"] == ingress_class["metadata"]["name"]
+    assert flags["--controller-class"] == ingress_class["spec"]["controller"] == controller_class(RUN_ID)
+    assert flags["--configmap"] == f"$(POD_NAMESPACE)/{objects['ConfigMap']['metadata']['name']}"
+    assert flags["--watch-namespace"] == "$(POD_NAMESPACE)"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_NAMESPACE"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert not [a for a in args if "webhook" in a]  # the admission webhook is disabled
+    # pinned, by digest, to a release that supports the node image's Kubernetes version
+    assert container["image"] == INGRESS_NGINX_IMAGE
+    assert container["image"].startswith(f"registry.k8s.io/ingress-nginx/controller:{INGRESS_NGINX_VERSION}@sha256:")
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": 10254, "scheme": "HTTP"}
+    # the image's binaries carry cap_net_bind_service: dropping it from the bounding set would make exec fail
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["NET_BIND_SERVICE"]}
+    # the entry: the controller's NodePort Service, to the port nginx listens on
+    (port,) = container["ports"]
+    assert port == {"name": "http", "containerPort": int(flags["--http-port"]), "protocol": "TCP"}
+    assert tier_service["spec"]["type"] == "NodePort" and tier_service["spec"]["ports"][0]["targetPort"] == "http"
+    assert tier_service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert objects["Service/app"]["spec"]["type"] == "ClusterIP"
+    # the Ingress sends to the app Service's port
+    (rule,) = ingress["spec"]["rules"]
+    (path,) = rule["http"]["paths"]
+    assert path["backend"]["service"] == {"name": "app", "port": {"number": 80}}
+    assert objects["Service/app"]["spec"]["ports"][0]["port"] == 80
+    # permissions: the pod's ServiceAccount is bound to the Role and the ClusterRole
+    account = objects["ServiceAccount"]["metadata"]["name"]
+    assert pod["serviceAccountName"] == account
+    subject = [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]
+    for binding, role in (("RoleBinding", "Role"), ("ClusterRoleBinding", "ClusterRole")):
+        assert objects[binding]["subjects"] == subject
+        assert objects[binding]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": role,
+            "name": objects[role]["metadata"]["name"],
+        }
+    rules = objects["Role"]["rules"]
+    lease = next(r for r in rules if r["resources"] == ["leases"] and "resourceNames" in r)
+    assert lease["resourceNames"] == [flags["--election-id"]] and set(lease["verbs"]) == {"get", "update"}
+    granted = {(g, r) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
+    for needed in [("networking.k8s.io", "ingresses"), ("discovery.k8s.io", "endpointslices"), ("", "services")]:
+        assert needed in granted
+    cluster_granted = {r for rule in objects["ClusterRole"]["rules"] for r in rule["resources"]}
+    assert "ingressclasses" in cluster_granted and "secrets" not in cluster_granted  # secrets: the namespace only
+
+
+def test_two_runs_get_their_own_ingress_class_and_controller() -> None:
+    one, two = ingress_objects("ingress-nginx-hash", "run-one"), ingress_objects("ingress-nginx-hash", "run-two")
+    for kind in ("IngressClass", "ClusterRole", "ClusterRoleBinding"):
+        assert one[kind]["metadata"]["name"] != two[kind]["metadata"]["name"]
+    assert one["IngressClass"]["spec"]["controller"] != two["IngressClass"]["spec"]["controller"]
+    assert one["IngressClass"]["spec"]["controller"] != "k8s.io/ingress-nginx"  # not a cluster's own ingress-nginx
+
+
+def test_cluster_scoped_names_are_valid_for_any_run_id() -> None:
+    subdomain = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    long_id = "20250101-120000-" + "a" * 41 + "-ffff"
+    objects = render_manifests(load_topology("ingress-nginx-hash"), run_id=long_id)
+    for obj in objects:
+        name = obj["metadata"]["name"]
+        assert len(name) <= 253 and subdomain.match(name), name
+        assert all(len(v) <= 63 for v in obj["metadata"]["labels"].values())
+    controller = by_kind(objects, "IngressClass", ingress_class_name(long_id))["spec"]["controller"]
+    prefix, _, path = controller.partition("/")  # a domain-prefixed path, as the API requires
+    assert len(controller) <= 250 and subdomain.match(prefix) and re.match(r"^[a-z0-9-]+$", path)
+
+
+def test_strict_validation_catches_a_typo_in_an_ingress() -> None:
+    """Negative control: the ingress-nginx kinds are really checked against their schemas too."""
+    kv = pytest.importorskip("kubernetes_validate", reason="kubernetes-validate is not installed (pip install it)")
+    ingress = ingress_objects("ingress-nginx-hash")["Ingress"]
+    ingress["spec"]["ingressClass"] = ingress["spec"].pop("ingressClassName")
+    with pytest.raises(kv.ValidationError):
+        kv.validate(ingress, KUBERNETES_VERSION, strict=True)
+    role = ingress_objects("ingress-nginx-hash")["ClusterRole"]
+    role["rules"][0]["resourceName"] = ["x"]
+    with pytest.raises(kv.ValidationError):
+        kv.validate(role, KUBERNETES_VERSION, strict=True)
+
+
+def test_harness_render_writes_an_ingress_nginx_topology(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    assert main(["render", "--backend", "kind", "--topology", "ingress-nginx-hash", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.split()
+    assert printed and all(Path(p).is_file() for p in printed)
+    combined = list(yaml.safe_load_all((out / "manifests.yaml").read_text()))
+    assert combined == render_manifests(load_topology("ingress-nginx-hash"), run_id="sticky-ingress-nginx-hash")
+    assert len(list(out.glob("[0-9][0-9]-*.yaml"))) == len(combined) == 3 + len(INGRESS_ORDER)
+    assert (out / "07-clusterrole-sticky-ingress-nginx-sticky-ingress-nginx-hash.yaml").is_file()
+    assert (out / "13-service-tier.yaml").is_file()
+    assert by_kind(combined, "Ingress", "app")["metadata"]["annotations"] == {
+        f"{ANNOTATION}upstream-hash-by": "$remote_addr"
+    }

@@ -94,6 +94,88 @@ def test_the_endpoints_tier_reads_the_app_endpoints_before_its_config() -> None:
     assert app_ready < read < config < first(steps, lambda s: s.action == "start_reloader")
 
 
+INGRESS_TOPOLOGIES = [n for n in available_topologies() if load_topology(n).ingress is not None]
+
+
+@pytest.mark.parametrize("topology_name", INGRESS_TOPOLOGIES)
+def test_the_ingress_nginx_plan_installs_the_controller_then_waits_for_it(topology_name: str) -> None:
+    topology = load_topology(topology_name)
+    assert topology.ingress is not None
+    steps = dry_run_plan(topology, cluster_name=NAME, run_id="r1")
+    applied = [(s.api.kind, s.api.namespace, s.api.name) for s in steps if s.action == "apply" and s.api]
+    cluster_scoped = "sticky-ingress-nginx-r1"
+    assert applied == [
+        ("Namespace", None, "r1"),
+        ("Deployment", "r1", "app"),
+        ("Service", "r1", "app"),
+        ("ServiceAccount", "r1", "ingress-nginx"),
+        ("Role", "r1", "ingress-nginx"),
+        ("RoleBinding", "r1", "ingress-nginx"),
+        ("ClusterRole", None, cluster_scoped),
+        ("ClusterRoleBinding", None, cluster_scoped),
+        ("ConfigMap", "r1", "ingress-nginx-controller"),
+        ("IngressClass", None, cluster_scoped),
+        ("Ingress", "r1", "app"),
+        ("Deployment", "r1", "tier"),
+        ("Service", "r1", "tier"),
+    ]
+    app_ready = first(steps, lambda s: s.action == "wait_endpoints" and s.args["component"] == "app")
+    install = first(steps, lambda s: s.api is not None and s.api.kind == "ServiceAccount")
+    ingress = first(steps, lambda s: s.api is not None and s.api.kind == "Ingress")
+    controller = first(steps, lambda s: s.action == "apply" and s.api is not None and s.api.name == "tier")
+    rollout = first(steps, lambda s: s.action == "wait_rollout" and s.args["component"] == "tier")
+    endpoints = first(steps, lambda s: s.action == "wait_endpoints" and s.args["component"] == "tier")
+    node_port = first(steps, lambda s: s.action == "discover_node_port")
+    probe = first(steps, lambda s: s.action == "probe_nodes")
+    assert app_ready < install < ingress < controller < rollout < endpoints < node_port < probe
+    assert steps[rollout].args["replicas"] == topology.ingress.replicas
+    # the entry is the controller's NodePort Service
+    assert steps[node_port].api is not None and (steps[node_port].api.kind, steps[node_port].api.name) == (
+        "Service",
+        "tier",
+    )
+    assert "serves the Ingress" in steps[probe].description
+    assert "ingress-nginx controller v1." in steps[controller].description
+    # the controller watches the endpoints itself: no config reloader
+    assert not [s for s in steps if s.action in ("read_endpoints", "start_reloader", "stop_reloader")]
+    # evidence: what the controller made of the Ingress
+    captured = [s.output for s in steps if s.action == "capture"]
+    assert "ingress-nginx/nginx.conf" in captured and "ingress-nginx/backends.json" in captured
+    # down: the cluster-scoped objects, which the namespace's deletion leaves, go one by one before it
+    deletes = [(s.action, s.api.kind if s.api else None) for s in steps if s.phase == "down" and s.api]
+    assert deletes == [
+        ("delete_object", "IngressClass"),
+        ("delete_object", "ClusterRoleBinding"),
+        ("delete_object", "ClusterRole"),
+        ("delete_namespace", "Namespace"),
+    ]
+    assert all(s.when == "if the cluster was reused" for s in steps if s.action == "delete_object")
+
+
+def test_keep_leaves_the_ingress_nginx_cluster_scoped_objects_too() -> None:
+    steps = dry_run_plan(load_topology("ingress-nginx-hash"), cluster_name=NAME, keep=True)
+    assert not [s for s in steps if s.action.startswith("delete")]
+
+
+def test_the_kubeconfig_backend_deletes_the_ingress_nginx_cluster_scoped_objects(tmp_path: Path) -> None:
+    cluster = KubeconfigCluster(
+        load_topology("ingress-nginx-hash"), run_id="r1", run_dir=tmp_path, context="prod", entry_url="http://lb:80"
+    )
+    down = [(s.action, s.api.kind if s.api else None, s.when) for s in cluster.down_plan()]
+    assert down == [
+        ("delete_object", "IngressClass", ""),
+        ("delete_object", "ClusterRoleBinding", ""),
+        ("delete_object", "ClusterRole", ""),
+        ("delete_namespace", "Namespace", ""),
+    ]
+
+
+def test_proxy_tier_plans_delete_no_cluster_scoped_object() -> None:
+    for name in available_topologies():
+        if load_topology(name).ingress is None:
+            assert not [s for s in dry_run_plan(load_topology(name)) if s.action == "delete_object"], name
+
+
 def test_the_kubeconfig_backend_plan_creates_and_deletes_no_cluster(tmp_path: Path) -> None:
     cluster = KubeconfigCluster(
         load_topology("seed"), run_id="r1", run_dir=tmp_path, context="prod", entry_url="http://lb.example:80"
@@ -304,6 +386,9 @@ class FakeKube:
     def delete_namespace(self, name: str) -> None:
         self._hit("delete_namespace", name)
 
+    def delete(self, api_version: str, kind: str, name: str) -> None:
+        self._hit("delete", kind, name)
+
 
 class Runner:
     """Records every command; answers ``kind get clusters``; fails the commands it is told to."""
@@ -420,6 +505,43 @@ def test_up_and_down_on_a_new_cluster(topology_name: str, tmp_path: Path, node_p
     applied = [(c[1], c[2]) for c in kube.calls if c[0] == "apply"]
     assert applied[:3] == [("Namespace", cluster.namespace), ("Deployment", "app"), ("Service", "app")]
     assert cluster.balancer is None and cluster.reloader is None
+
+
+def test_ingress_nginx_up_and_down_on_a_reused_cluster(tmp_path: Path, node_port: int) -> None:
+    cluster, kube, runner = make(
+        tmp_path, "ingress-nginx-cookie-persistent", kube=FakeKube(node_port), runner=Runner(existing=[NAME])
+    )
+    with cluster:
+        assert handshake(cluster.entry_url) == "fake-pod"
+        assert [p.name for p in cluster.pods("tier")] == ["tier-4", "tier-5"]  # the controller pods
+        assert all(p.port == 8080 for p in cluster.pods("tier"))
+        cluster.scale("tier", 3)
+        assert len(cluster.pods("tier")) == 3
+        assert cluster.reloader is None
+    applied = [(c[1], c[2]) for c in kube.calls if c[0] == "apply"]
+    assert [kind for kind, _ in applied] == [
+        "Namespace", "Deployment", "Service", "ServiceAccount", "Role", "RoleBinding", "ClusterRole",
+        "ClusterRoleBinding", "ConfigMap", "IngressClass", "Ingress", "Deployment", "Service",
+    ]  # fmt: skip
+    ingress = next(o for o in kube.applied if o["kind"] == "Ingress")
+    assert ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/affinity-mode"] == "persistent"
+    assert ("service", "tier") in kube.calls  # the entry nodePort is the controller Service's
+    cluster_scoped = f"sticky-ingress-nginx-{cluster.namespace}"
+    assert kube.calls[-4:] == [
+        ("delete", "IngressClass", cluster_scoped),
+        ("delete", "ClusterRoleBinding", cluster_scoped),
+        ("delete", "ClusterRole", cluster_scoped),
+        ("delete_namespace", cluster.namespace),
+    ]
+    assert not [c for c in runner.calls if c[:2] == ("kind", "delete")]
+
+
+def test_ingress_nginx_on_a_cluster_this_run_made_deletes_only_the_cluster(tmp_path: Path, node_port: int) -> None:
+    cluster, kube, runner = make(tmp_path, "ingress-nginx-hash", kube=FakeKube(node_port))
+    with cluster:
+        assert cluster.created
+    assert not [c for c in kube.calls if c[0] in ("delete", "delete_namespace")]
+    assert runner.calls[-1] == ("kind", "delete", "cluster", "--name", NAME)
 
 
 def test_a_reused_cluster_is_kept_and_only_the_namespace_deleted(tmp_path: Path, node_port: int) -> None:

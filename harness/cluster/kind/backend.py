@@ -163,6 +163,10 @@ class KindCluster(KubeCluster):
         if not self.created:  # a cluster this run created goes whole
             super()._do_delete_namespace(step)
 
+    def _do_delete_object(self, step: Step) -> None:
+        if not self.created:
+            super()._do_delete_object(step)
+
     def _do_delete_cluster(self, step: Step) -> None:
         assert step.argv is not None
         if self.created:

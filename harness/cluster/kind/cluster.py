@@ -262,8 +262,9 @@ class KubeCluster(Cluster):
         return "\n".join(lines) or "(no pods)"
 
     def _do_start_reloader(self, _step: Step) -> None:
-        assert self.topology.tier is not None
-        kind = self.topology.tier.kind
+        tier = self.topology.proxy_tier
+        assert tier is not None, "only an nginx or HAProxy tier lists the app endpoints in its config"
+        kind = tier.kind
 
         def render(endpoints: Sequence[Endpoint]) -> dict[str, Any]:
             objects = render_manifests(self.topology, run_id=self.run_id, app_endpoints=endpoints)
@@ -295,6 +296,10 @@ class KubeCluster(Cluster):
     def _do_delete_namespace(self, step: Step) -> None:
         if self._applied:
             self.kube.delete_namespace(self.namespace)
+
+    def _do_delete_object(self, step: Step) -> None:
+        if self._applied:
+            self.kube.delete(step.args["api_version"], step.args["kind"], step.args["name"])
 
     def _do_evidence_logs(self, _step: Step) -> None:
         evidence.collect_logs(self.kube, self.namespace, self.run_dir / "evidence")

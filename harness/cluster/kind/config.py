@@ -5,7 +5,8 @@ which worker is ``node-0`` (a ``sticky-harness/node`` label, so a node's name in
 node on every backend), which host ports reach each worker's NodePort where node addresses cannot be reached, and
 the kube-proxy mode. So the backend reads the config itself, checked against kind's v1alpha4 fields, rather than
 trusting what a cluster of that name turns out to be. Versions are pinned here in one place: kind, the node image
-(whose Kubernetes version the manifests are validated against), and through them the kubectl skew preflight allows.
+(whose Kubernetes version the manifests are validated against), and through them the kubectl skew preflight allows;
+the ingress-nginx controller's is pinned next to its manifests (``ingress.py``), to a release that supports it.
 """
 
 from __future__ import annotations
@@ -162,8 +163,8 @@ def render_to_dir(
         topology, run_id=run_id, node_port=ENTRY_NODE_PORT if node_access == "port-mapping" else None
     )
     written = [kind_config, *write_manifests(objects, out_dir)]
-    if topology.tier is not None:
-        config = out_dir / tier_files(topology.tier.kind).config_key
+    if topology.proxy_tier is not None:  # ingress-nginx has no config file of its own: its ConfigMap is a manifest
+        config = out_dir / tier_files(topology.proxy_tier.kind).config_key
         config.write_text(render_tier_config(topology, tier_servers(topology, namespace_for(run_id))), encoding="utf-8")
         written.append(config)
     return written

@@ -60,6 +60,7 @@ class KubeOps(Protocol):
     def pod_log(self, namespace: str, pod: str, container: str, previous: bool) -> str: ...
     def events(self, namespace: str) -> list[dict[str, Any]]: ...
     def delete_namespace(self, name: str) -> None: ...
+    def delete(self, api_version: str, kind: str, name: str) -> None: ...
 
 
 # -- reading what the API returns ---------------------------------------------------------------------------------
@@ -307,4 +308,13 @@ class Kube:
             self._call(f"DELETE Namespace {name}", api.delete_namespace, name, propagation_policy="Background")
         except KubeError as exc:
             if exc.status != 404:  # already gone is what we wanted
+                raise
+
+    def delete(self, api_version: str, kind: str, name: str) -> None:
+        """Delete a cluster-scoped object (a ClusterRole, an IngressClass, ...); one already gone is fine."""
+        resource = self._resource(api_version, kind)
+        try:
+            self._call(f"DELETE {kind} {name}", self._dynamic.delete, resource, name=name)
+        except KubeError as exc:
+            if exc.status != 404:
                 raise

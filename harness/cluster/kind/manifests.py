@@ -3,7 +3,8 @@
 The manifests are plain dicts, rendered from the same topology as the local backend, so that both backends test the
 same chain: a Namespace named after the run id; the app Deployment (the reference app's image, ``POD_NAME`` from
 the downward API, a readiness probe on the Engine.IO handshake) and its Service; and, with a tier, the tier's
-ConfigMap, Deployment and NodePort Service. Each Service carries the topology's ``sessionAffinity`` (with
+ConfigMap, Deployment and NodePort Service, or for an ``ingress-nginx`` tier the controller's install and an
+Ingress for the app Service (``ingress.py``). Each Service carries the topology's ``sessionAffinity`` (with
 ``sessionAffinityConfig.clientIP.timeoutSeconds`` when it is ClientIP: the API refuses that field with None) and,
 on a NodePort, its ``externalTrafficPolicy`` (the API refuses it on a ClusterIP Service).
 
@@ -28,7 +29,6 @@ endpoints are placeholders from 192.0.2.0/24 (TEST-NET-1), one per planned repli
 from __future__ import annotations
 
 import base64
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +36,23 @@ from typing import Any
 
 import yaml
 
+from harness.cluster.kind.ingress import ingress_nginx_objects
+from harness.cluster.kind.objects import (
+    PART_OF,
+    RUN_LABEL,
+    SERVICE_PORT,
+    TIER_PORT,
+    deployment,
+    label_value,
+    labels,
+    meta,
+    namespace_for,
+    selector,
+    service,
+    spread,
+)
 from harness.cluster.local.tier import render_template
-from harness.topology import ServiceSpec, Tier, Topology
+from harness.topology import Tier, Topology
 
 __all__ = [
     "APP_IMAGE",
@@ -64,16 +79,10 @@ __all__ = [
 
 APP_IMAGE = "sticky-harness-app:dev"
 APP_PORT = 8080  # the app container's port (the reference app reads PORT)
-TIER_PORT = 8080  # the tier container's port: above 1024, as HAProxy's image runs as an unprivileged user
-SERVICE_PORT = 80
 ENTRY_NODE_PORT = 30080  # the entry Service's nodePort when nodes are reached through kind's extraPortMappings
 # Pulled by the nodes themselves: `kind load` of a multi-platform image fails under Docker's containerd image store
 # (kind issue 3795), and these are public.
 TIER_IMAGES = {"nginx": "nginx:1.27-alpine", "haproxy": "haproxy:3.0-alpine"}
-PART_OF = "sticky-harness"
-RUN_LABEL = "sticky-harness/run-id"
-_NAME_LABEL = "app.kubernetes.io/name"
-_COMPONENT_LABEL = "app.kubernetes.io/component"
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,16 +137,6 @@ def tier_files(kind: str) -> TierFiles:
     return _TIER_FILES[kind]
 
 
-def label_value(text: str) -> str:
-    """``text`` as a valid label value and DNS label: lower case, [a-z0-9-], at most 63 characters."""
-    value = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")[:63].rstrip("-")
-    return value or "run"
-
-
-def namespace_for(run_id: str) -> str:
-    return label_value(run_id)
-
-
 def app_service_host(namespace: str) -> str:
     return f"app.{namespace}.svc.cluster.local"
 
@@ -152,8 +151,9 @@ def tier_servers(
 ) -> list[tuple[str, str]]:
     """The tier's upstreams as (name, "host:port"): the app Service's DNS name, or the app pods' addresses
     (sorted by pod name, so that every tier pod builds the same hash ring); placeholders before pods exist."""
-    assert topology.tier is not None
-    if topology.tier.upstream == "service":
+    tier = topology.proxy_tier
+    assert tier is not None, "only nginx and HAProxy tiers list upstreams"
+    if tier.upstream == "service":
         return [("app", f"{app_service_host(namespace)}:{SERVICE_PORT}")]
     if endpoints is None:
         return [(f"app-placeholder-{i}", f"192.0.2.{i + 1}:{APP_PORT}") for i in range(topology.app.replicas)]
@@ -162,10 +162,11 @@ def tier_servers(
 
 def render_tier_config(topology: Topology, servers: Sequence[tuple[str, str]]) -> str:
     """The tier config for ``servers``: the template the local backend runs, without its local-only variables."""
-    assert topology.tier is not None
-    files = tier_files(topology.tier.kind)
+    tier = topology.proxy_tier
+    assert tier is not None, "only nginx and HAProxy tiers have a config template"
+    files = tier_files(tier.kind)
     return render_template(
-        topology.tier.template,
+        tier.template,
         pod_name=files.pod_name,
         listen_addr="",
         listen_port=TIER_PORT,
@@ -193,88 +194,11 @@ def tier_reload_argv(kind: str, config: str) -> list[str]:
 # -- the manifests ---------------------------------------------------------------------------------------------
 
 
-def _labels(topology: Topology, run_id: str, component: str | None = None) -> dict[str, str]:
-    labels = {
-        "app.kubernetes.io/part-of": PART_OF,
-        "app.kubernetes.io/managed-by": PART_OF,
-        RUN_LABEL: label_value(run_id),
-        "sticky-harness/topology": topology.name,
-    }
-    if component is not None:
-        labels[_NAME_LABEL] = f"sticky-{component}"
-        labels[_COMPONENT_LABEL] = component
-    return labels
-
-
-def _selector(run_id: str, component: str) -> dict[str, str]:
-    return {_COMPONENT_LABEL: component, RUN_LABEL: label_value(run_id)}
-
-
-def _meta(name: str, namespace: str, labels: dict[str, str]) -> dict[str, Any]:
-    return {"name": name, "namespace": namespace, "labels": dict(labels)}
-
-
-def _spread(selector: dict[str, str]) -> list[dict[str, Any]]:
-    # Spread the replicas over the nodes, as the local backend places pod i on node i % nodes.
-    return [
-        {
-            "maxSkew": 1,
-            "topologyKey": "kubernetes.io/hostname",
-            "whenUnsatisfiable": "ScheduleAnyway",
-            "nodeTaintsPolicy": "Honor",  # the tainted control plane takes no pods: leave it out of the count
-            "labelSelector": {"matchLabels": dict(selector)},
-        }
-    ]
-
-
-def _deployment(
-    name: str, namespace: str, labels: dict[str, str], selector: dict[str, str], replicas: int, pod: dict[str, Any]
-) -> dict[str, Any]:
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": _meta(name, namespace, labels),
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": dict(selector)},
-            # A rolling restart replaces one pod at a time, each new pod ready before an old one goes.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
-        },
-    }
-
-
-def _service(
-    name: str,
-    namespace: str,
-    labels: dict[str, str],
-    selector: dict[str, str],
-    spec: ServiceSpec,
-    *,
-    node_port: bool,
-    fixed_node_port: int | None,
-) -> dict[str, Any]:
-    port: dict[str, Any] = {"name": "http", "protocol": "TCP", "port": SERVICE_PORT, "targetPort": "http"}
-    body: dict[str, Any] = {
-        "type": "NodePort" if node_port else "ClusterIP",
-        "selector": dict(selector),
-        "ports": [port],
-        "sessionAffinity": spec.session_affinity.value,
-    }
-    if spec.session_affinity.value == "ClientIP":
-        body["sessionAffinityConfig"] = {"clientIP": {"timeoutSeconds": spec.timeout_seconds}}
-    if node_port:
-        body["externalTrafficPolicy"] = spec.external_traffic_policy.value
-        if fixed_node_port is not None:
-            port["nodePort"] = fixed_node_port
-    return {"apiVersion": "v1", "kind": "Service", "metadata": _meta(name, namespace, labels), "spec": body}
-
-
 def _app_objects(
     topology: Topology, run_id: str, namespace: str, image: str, pull_policy: str, node_port: int | None
 ) -> list[dict[str, Any]]:
-    labels = _labels(topology, run_id, "app")
-    selector = _selector(run_id, "app")
+    app_labels = labels(topology, run_id, "app")
+    app_selector = selector(run_id, "app")
     container = {
         "name": "app",
         "image": image,
@@ -297,30 +221,30 @@ def _app_objects(
         },
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
     }
-    pod = {"containers": [container], "topologySpreadConstraints": _spread(selector)}
-    service = _service(
+    pod = {"containers": [container], "topologySpreadConstraints": spread(app_selector)}
+    app_service = service(
         "app",
         namespace,
-        labels,
-        selector,
+        app_labels,
+        app_selector,
         topology.app.service,
         node_port=topology.tier is None,
         fixed_node_port=node_port if topology.tier is None else None,
     )
-    return [_deployment("app", namespace, labels, selector, topology.app.replicas, pod), service]
+    return [deployment("app", namespace, app_labels, app_selector, topology.app.replicas, pod), app_service]
 
 
 def _tier_objects(
     topology: Topology, tier: Tier, run_id: str, namespace: str, config: str, placeholder: bool, node_port: int | None
 ) -> list[dict[str, Any]]:
-    labels = _labels(topology, run_id, "tier")
-    selector = _selector(run_id, "tier")
+    tier_labels = labels(topology, run_id, "tier")
+    tier_selector = selector(run_id, "tier")
     files = tier_files(tier.kind)
     image = TIER_IMAGES[tier.kind]
     config_map: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": _meta("tier-config", namespace, labels),
+        "metadata": meta("tier-config", namespace, tier_labels),
         "data": {files.config_key: config},
     }
     if placeholder:
@@ -362,10 +286,12 @@ def _tier_objects(
             {"name": "config", "configMap": {"name": "tier-config"}},
             {"name": "run", "emptyDir": {}},
         ],
-        "topologySpreadConstraints": _spread(selector),
+        "topologySpreadConstraints": spread(tier_selector),
     }
-    service = _service("tier", namespace, labels, selector, tier.service, node_port=True, fixed_node_port=node_port)
-    return [config_map, _deployment("tier", namespace, labels, selector, tier.replicas, pod), service]
+    tier_service = service(
+        "tier", namespace, tier_labels, tier_selector, tier.service, node_port=True, fixed_node_port=node_port
+    )
+    return [config_map, deployment("tier", namespace, tier_labels, tier_selector, tier.replicas, pod), tier_service]
 
 
 def render_manifests(
@@ -383,13 +309,16 @@ def render_manifests(
     into kind nodes (a missing image fails at once instead of trying a registry)."""
     namespace = namespace_for(run_id)
     objects: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": _labels(topology, run_id)}}
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels(topology, run_id)}}
     ]
     objects += _app_objects(topology, run_id, namespace, image, pull_policy, node_port)
-    if topology.tier is not None:
+    tier = topology.proxy_tier
+    if tier is not None:
         config = render_tier_config(topology, tier_servers(topology, namespace, app_endpoints))
-        placeholder = topology.tier.upstream == "endpoints" and app_endpoints is None
-        objects += _tier_objects(topology, topology.tier, run_id, namespace, config, placeholder, node_port)
+        placeholder = tier.upstream == "endpoints" and app_endpoints is None
+        objects += _tier_objects(topology, tier, run_id, namespace, config, placeholder, node_port)
+    elif topology.ingress is not None:
+        objects += ingress_nginx_objects(topology, topology.ingress, run_id=run_id, node_port=node_port)
     return objects
 
 

@@ -26,7 +26,9 @@ from harness.cluster.kind.config import (
     read_kind_config,
     repo_root,
 )
-from harness.cluster.kind.manifests import APP_IMAGE, entry_service_name, namespace_for
+from harness.cluster.kind.ingress import describe_object, ingress_nginx_objects
+from harness.cluster.kind.manifests import APP_IMAGE, entry_service_name, namespace_for, render_manifests
+from harness.cluster.kind.objects import CLUSTER_SCOPED
 from harness.topology import Topology
 
 __all__ = [
@@ -152,7 +154,7 @@ def _cluster_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
 
 
 def _apply(kind: str, ns: str, name: str, description: str) -> Step:
-    namespace = None if kind == "Namespace" else ns
+    namespace = None if kind in CLUSTER_SCOPED else ns
     return Step("apply", description, "apply", api=ApiCall("APPLY", kind, namespace, name), args={"kind": kind})
 
 
@@ -186,7 +188,9 @@ def _apply_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
         _apply("Service", ns, "app", "the app Service" + (" (NodePort: the entry)" if topology.tier is None else "")),
         *_wait("app", ns, topology.app.replicas),
     ]
-    tier = topology.tier
+    if topology.ingress is not None:
+        return steps + _ingress_steps(topology, opts)
+    tier = topology.proxy_tier
     if tier is None:
         return steps
     if tier.upstream == "endpoints":
@@ -217,6 +221,17 @@ def _apply_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
             )
         )
     return steps
+
+
+def _ingress_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
+    """The ingress-nginx controller's install and the Ingress, each object one step, in the order the manifests
+    give; then the controller ready. That the Ingress is served shows later, in the handshake through each node."""
+    tier = topology.ingress
+    assert tier is not None
+    ns = opts.namespace
+    objects = ingress_nginx_objects(topology, tier, run_id=opts.run_id, node_port=None)
+    steps = [_apply(o["kind"], ns, o["metadata"]["name"], describe_object(o, tier)) for o in objects]
+    return steps + _wait("tier", ns, tier.replicas)
 
 
 def up_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
@@ -251,7 +266,7 @@ def up_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
         Step(
             "balancer",
             f"a handshake through every node's NodePort at {access} ({header}, as the balancer sends): every node "
-            "programs the Service",
+            "programs the Service" + (", the controller serves the Ingress" if topology.ingress is not None else ""),
             "probe_nodes",
         ),
         Step("balancer", f"start the load-balancer simulator ({lb.mode}, {header}) on 127.0.0.1", "start_lb"),
@@ -267,6 +282,34 @@ def _preflight_text(opts: PlanOptions) -> str:
         "`kubectl version --client`), the docker daemon answering (`docker info`), "
         "fs.inotify.max_user_watches >= 524288 and max_user_instances >= 512"
     )
+
+
+def _described(topology: Topology) -> str:
+    kinds = "deployments,replicasets,pods,services,endpointslices,configmaps"
+    return kinds + (",ingresses" if topology.ingress is not None else "")
+
+
+def _ingress_evidence(topology: Topology, opts: PlanOptions) -> list[Step]:
+    """What the ingress-nginx controller made of the Ingress: the nginx.conf it rendered, and the backends its Lua
+    balancer holds (endpoints and affinity settings; ``/dbg`` is the controller image's documented debug tool)."""
+    if topology.ingress is None:
+        return []
+    ns = opts.namespace
+    dumps = {
+        "ingress-nginx/nginx.conf": ("the nginx.conf the controller rendered", ("cat", "/etc/nginx/nginx.conf")),
+        "ingress-nginx/backends.json": ("the controller's balancer backends", ("/dbg", "backends", "all")),
+    }
+    return [
+        Step(
+            "evidence",
+            what,
+            "capture",
+            argv=opts.kubectl("exec", "-n", ns, "deployment/tier", "-c", "controller", "--", *argv),
+            when="on failure",
+            output=output,
+        )
+        for output, (what, argv) in dumps.items()
+    ]
 
 
 def evidence_steps(topology: Topology, opts: PlanOptions, config: KindConfig | None = None) -> list[Step]:
@@ -285,7 +328,7 @@ def evidence_steps(topology: Topology, opts: PlanOptions, config: KindConfig | N
             "evidence",
             "describe the run's objects",
             "capture",
-            argv=opts.kubectl("describe", "deployments,replicasets,pods,services,endpointslices,configmaps", "-n", ns),
+            argv=opts.kubectl("describe", _described(topology), "-n", ns),
             when=when,
             output="describe.txt",
         ),
@@ -297,6 +340,7 @@ def evidence_steps(topology: Topology, opts: PlanOptions, config: KindConfig | N
             when=when,
             output="describe-nodes.txt",
         ),
+        *_ingress_evidence(topology, opts),
     ]
     if opts.backend != "kind":
         return steps
@@ -341,7 +385,8 @@ def evidence_steps(topology: Topology, opts: PlanOptions, config: KindConfig | N
 def down_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
     """The steps of ``down``: stop what runs on the host, then delete what this run made, unless ``keep``."""
     steps = []
-    if topology.tier is not None and topology.tier.upstream == "endpoints":
+    proxy_tier = topology.proxy_tier
+    if proxy_tier is not None and proxy_tier.upstream == "endpoints":
         steps.append(Step("down", "stop watching the EndpointSlices", "stop_reloader"))
     if opts.backend == "kind":
         steps.append(Step("down", "stop the load-balancer simulator", "stop_lb"))
@@ -351,12 +396,14 @@ def down_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
     if opts.backend == "kubeconfig":
         return [
             *steps,
+            *_delete_cluster_scoped(topology, opts, when=""),
             Step(
                 "down", f"delete the namespace {ns}", "delete_namespace", api=ApiCall("DELETE", "Namespace", None, ns)
             ),
         ]
     return [
         *steps,
+        *_delete_cluster_scoped(topology, opts, when="if the cluster was reused"),
         Step(
             "down",
             f"delete the namespace {ns}",
@@ -372,6 +419,24 @@ def down_steps(topology: Topology, opts: PlanOptions) -> list[Step]:
             when="if this run created it",
             timeout=300.0,
         ),
+    ]
+
+
+def _delete_cluster_scoped(topology: Topology, opts: PlanOptions, when: str) -> list[Step]:
+    """Deleting the namespace leaves the run's cluster-scoped objects (the ingress-nginx tier's ClusterRole and
+    binding, IngressClass): delete each by name, in the reverse of the apply order."""
+    objects = [o for o in render_manifests(topology, run_id=opts.run_id) if o["kind"] in CLUSTER_SCOPED]
+    return [
+        Step(
+            "down",
+            f"delete the {o['kind']} {o['metadata']['name']}",
+            "delete_object",
+            api=ApiCall("DELETE", o["kind"], None, o["metadata"]["name"]),
+            when=when,
+            args={"api_version": o["apiVersion"], "kind": o["kind"], "name": o["metadata"]["name"]},
+        )
+        for o in reversed(objects)
+        if o["kind"] != "Namespace"
     ]
 
 

@@ -89,6 +89,11 @@ class LocalCluster(Cluster):
         attached: bool = True,
         app_cmd: list[str] | None = None,
     ) -> None:
+        if topology.kind_only:
+            raise UsageError(
+                f"topology {topology.name} runs the ingress-nginx controller, which needs a real cluster: "
+                "use --backend kind (or --backend kubeconfig); the local backend runs nginx and HAProxy tiers only"
+            )
         self.topology = topology
         self.run_id = run_id
         self.run_dir = run_dir
@@ -305,8 +310,8 @@ class LocalCluster(Cluster):
         (self.run_dir / "pods.json").write_text(json.dumps(self.known_pods, indent=1), encoding="utf-8")
 
     def _start_tier_pod(self) -> Pod:
-        assert self.ports is not None and self.topology.tier is not None
-        tier = self.topology.tier
+        tier = self.topology.proxy_tier
+        assert self.ports is not None and tier is not None
         index = self._next_index["tier"]
         self._next_index["tier"] = index + 1
         pod = Pod(
@@ -336,8 +341,9 @@ class LocalCluster(Cluster):
     def _tier_upstreams(self, tier_pod: Pod) -> list[tuple[str, str]]:
         """Where a tier pod sends requests, as (name, "host:port"): the app Service through its own node's
         kube-proxy, or the app pods' endpoints directly."""
-        assert self.ports is not None and self.topology.tier is not None
-        if self.topology.tier.upstream == "service":
+        tier = self.topology.proxy_tier
+        assert self.ports is not None and tier is not None
+        if tier.upstream == "service":
             node_index = int(tier_pod.node.split("-")[1])
             return [("app", f"{addresses.node_ip(node_index)}:{self.ports.cluster_port}")]
         return [(p.name, f"{p.address}:{p.port}") for p in self.app_pods if p.ready]
@@ -430,7 +436,7 @@ class LocalCluster(Cluster):
         if component == "app":
             endpoints = [self._endpoint(p) for p in self.app_pods]
             self._control({"op": "endpoints", "service": "app", "endpoints": endpoints})
-            if self.topology.tier is not None and self.topology.tier.upstream == "endpoints":
+            if self.topology.proxy_tier is not None and self.topology.proxy_tier.upstream == "endpoints":
                 for pod in self.tier_pods:
                     self.tiers[pod.name].reload(self._tier_upstreams(pod))
         else:
@@ -527,15 +533,16 @@ class LocalCluster(Cluster):
         cluster._next_index = state["next_index"]
         cluster.removed_pods = state.get("removed_pods", [])
         cluster.known_pods = load_aliases(cluster.run_dir)
+        tier = cluster.topology.proxy_tier
         for pod in cluster.tier_pods:
-            assert cluster.topology.tier is not None
+            assert tier is not None
             tier_pod = TierPod(
-                kind=cluster.topology.tier.kind,
+                kind=tier.kind,
                 name=pod.name,
                 node=pod.node,
                 address=pod.address,
                 port=pod.port,
-                template=cluster.topology.tier.template,
+                template=tier.template,
                 proxy_protocol=cluster.topology.load_balancer.proxy_protocol != "none",
                 pod_dir=cluster.run_dir / "pods" / pod.name,
                 run_id=cluster.run_id,
