@@ -321,7 +321,17 @@ class LocalCluster(Cluster):
             address=addresses.tier_pod_ip(index),
             port=self.ports.tier,
         )
-        tier_pod = TierPod(
+        tier_pod = self._tier_pod(pod, attached=self.attached)
+        self.tiers[pod.name] = tier_pod
+        self.processes[pod.name] = tier_pod.start(self._tier_upstreams(pod))
+        self.tier_pods.append(pod)
+        return pod
+
+    def _tier_pod(self, pod: Pod, *, attached: bool) -> TierPod:
+        """The nginx or HAProxy process of a tier pod (not started)."""
+        tier = self.topology.proxy_tier
+        assert tier is not None
+        return TierPod(
             kind=tier.kind,
             name=pod.name,
             node=pod.node,
@@ -331,12 +341,8 @@ class LocalCluster(Cluster):
             proxy_protocol=self.topology.load_balancer.proxy_protocol != "none",
             pod_dir=self.run_dir / "pods" / pod.name,
             run_id=self.run_id,
-            attached=self.attached,
+            attached=attached,
         )
-        self.tiers[pod.name] = tier_pod
-        self.processes[pod.name] = tier_pod.start(self._tier_upstreams(pod))
-        self.tier_pods.append(pod)
-        return pod
 
     def _tier_upstreams(self, tier_pod: Pod) -> list[tuple[str, str]]:
         """Where a tier pod sends requests, as (name, "host:port"): the app Service through its own node's
@@ -533,21 +539,8 @@ class LocalCluster(Cluster):
         cluster._next_index = state["next_index"]
         cluster.removed_pods = state.get("removed_pods", [])
         cluster.known_pods = load_aliases(cluster.run_dir)
-        tier = cluster.topology.proxy_tier
         for pod in cluster.tier_pods:
-            assert tier is not None
-            tier_pod = TierPod(
-                kind=tier.kind,
-                name=pod.name,
-                node=pod.node,
-                address=pod.address,
-                port=pod.port,
-                template=tier.template,
-                proxy_protocol=cluster.topology.load_balancer.proxy_protocol != "none",
-                pod_dir=cluster.run_dir / "pods" / pod.name,
-                run_id=cluster.run_id,
-                attached=False,
-            )
+            tier_pod = cluster._tier_pod(pod, attached=False)
             tier_pod.process = cluster.processes[pod.name]
             cluster.tiers[pod.name] = tier_pod
         return cluster
