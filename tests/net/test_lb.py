@@ -11,6 +11,7 @@ import contextlib
 import os
 import socket
 import struct
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -435,6 +436,60 @@ def test_a_refused_connect_is_an_error_and_resets_the_client() -> None:
         return gone, counters.errors, counters.resets
 
     assert run(scenario()) == (True, 1, 0)
+
+
+def black_hole(host: str) -> tuple[socket.socket, list[socket.socket]]:
+    """A listener whose accept queue is full: Linux drops further SYNs, so a connect to it hangs, as to a node
+    that went away without a trace."""
+    listener = socket.socket()
+    listener.bind((host, 0))
+    listener.listen(0)
+    fillers = []
+    for _ in range(3):
+        filler = socket.socket()
+        filler.setblocking(False)
+        filler.connect_ex(listener.getsockname())
+        fillers.append(filler)
+    time.sleep(0.2)
+    probe = socket.socket()
+    probe.settimeout(0.5)
+    try:
+        with pytest.raises(TimeoutError):
+            probe.connect(listener.getsockname())  # the setup itself: a connect that does not complete
+    finally:
+        probe.close()
+    return listener, fillers
+
+
+def test_a_connect_that_never_completes_times_out_resets_the_client_and_counts_an_error() -> None:
+    listener, fillers = black_hole("127.2.0.9")
+
+    async def scenario() -> tuple[bool, float, int, int]:
+        target = Target("node-0", "127.2.0.9", listener.getsockname()[1])
+        lb = LoadBalancer(BalancerConfig((LB_IP, 0), (target,), LB_IP, "v1", 30.0, connect_timeout=0.5))
+        await lb.start()
+        started = time.monotonic()
+        reader, writer = await connect(lb.address[1])
+        writer.write(b"GET / HTTP/1.1\r\n\r\n")
+        gone = False
+        try:
+            gone = await asyncio.wait_for(reader.read(), 5) == b""
+        except ConnectionResetError:
+            gone = True
+        waited = time.monotonic() - started
+        writer.close()
+        await wait_for(lambda: lb.counters["node-0"].active == 0, "the connection to end")
+        counters = lb.counters["node-0"]
+        await lb.close()
+        return gone, waited, counters.errors, counters.connections
+
+    try:
+        gone, waited, errors, connections = run(scenario())
+    finally:
+        for sock in (listener, *fillers):
+            sock.close()
+    assert gone and (errors, connections) == (1, 1)
+    assert 0.4 <= waited < 3.0  # the connect timeout (0.5 s) ended it, not the client's own wait
 
 
 # --- robustness -------------------------------------------------------------------------------------------------
