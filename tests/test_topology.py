@@ -190,3 +190,13 @@ def test_harness_topologies_marks_the_kind_only_ones(capsys: pytest.CaptureFixtu
     assert set(lines) == set(available_topologies())
     for name, line in lines.items():
         assert ("kind/kubeconfig only" in line) == (name in KIND_ONLY), line
+
+
+def test_a_converged_run_has_its_own_expectation_where_the_topology_declares_one() -> None:
+    seed = load_topology("seed")
+    assert seed.expected_verdicts() == {"continuity": "fail", "affinity": "fail", "balance": "fail"}
+    assert seed.expected_verdicts(converged=True) == {"continuity": "pass", "affinity": "pass", "balance": "fail"}
+    hashed = load_topology("nginx-hash")  # declares none: converging changes nothing it expects
+    assert hashed.expected_verdicts(converged=True) == hashed.expected_verdicts()
+    ip_hash = load_topology("nginx-ip-hash")
+    assert ip_hash.expected_verdicts("shared-24", converged=True)["balance"] == "fail"

@@ -10,7 +10,7 @@ from harness.checks.affinity import ClientHistory, check_affinity, client_histor
 from harness.checks.balance import check_balance, jain_index, sessions_per_pod
 from harness.checks.base import VERDICTS, CheckResult, Thresholds, Verdict
 from harness.checks.continuity import check_continuity, is_transport_error, violation_category
-from harness.checks.verdict import CHECKS, Comparison, Outcome, coincidence_note, compare, evaluate
+from harness.checks.verdict import CHECKS, Comparison, Outcome, coincidence_note, compare, converged_pod, evaluate
 
 __all__ = [
     "CHECKS",
@@ -27,6 +27,7 @@ __all__ = [
     "client_histories",
     "coincidence_note",
     "compare",
+    "converged_pod",
     "evaluate",
     "is_transport_error",
     "jain_index",

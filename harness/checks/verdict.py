@@ -23,26 +23,32 @@ from harness.checks.continuity import check_continuity
 from harness.client.records import SessionRecord
 from harness.errors import UsageError
 
-__all__ = ["CHECKS", "Comparison", "Outcome", "coincidence_note", "compare", "evaluate"]
+__all__ = ["CHECKS", "Comparison", "Outcome", "coincidence_note", "compare", "converged_pod", "evaluate"]
 
 CHECKS = ("continuity", "affinity", "balance")  # the order in which checks are run and shown
 
 
-def coincidence_note(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> str | None:
-    """A warning when every session that reached a pod was served by one and the same pod of several."""
+def converged_pod(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> str | None:
+    """The pod that served every session that reached a pod, when there were several pods; else None."""
     served: set[str] = set()
     reached = 0
     for record in sessions:
         if record.pods:
             reached += 1
             served.update(record.pods)
-    every = served | set(pods)
-    if len(served) != 1 or len(every) < 2 or reached < 2:
+    if len(served) != 1 or len(served | set(pods)) < 2 or reached < 2:
         return None
-    (pod,) = served
+    return next(iter(served))
+
+
+def coincidence_note(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> str | None:
+    """A warning when every session that reached a pod was served by one and the same pod of several."""
+    pod = converged_pod(sessions, pods)
+    if pod is None:
+        return None
     return (
-        f"every session was served by {pod} of {len(every)} pods: a pass that rests on all chains converging "
-        "on one pod; re-run with other seeds"
+        f"every session was served by {pod} of {len(set(pods) | {pod})} pods: a pass that rests on all chains "
+        "converging on one pod; re-run with other seeds"
     )
 
 

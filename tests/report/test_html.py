@@ -82,11 +82,18 @@ def test_the_verdict_comes_first_then_one_section_per_view(reports: dict[str, Pa
         assert f"{name} {check['measured']}" in body
 
 
-def test_the_failing_negative_control_is_green_and_the_lucky_pass_is_red(reports: dict[str, Path]) -> None:
+def test_the_failing_negative_control_is_green_and_a_lucky_pass_says_it_is_luck(
+    reports: dict[str, Path], tmp_path: Path
+) -> None:
     assert '<header class="verdict ok"' in _page(reports["failing"])
-    lucky = _page(reports["lucky"])
-    assert '<header class="verdict bad"' in lucky
+    lucky = _page(reports["lucky"])  # the seed recipe expects its luck: green, and says why
+    assert '<header class="verdict ok"' in lucky
     assert "a pass that rests on all chains converging on one pod" in lucky
+    assert "expected_with: converged" in lucky
+    # the same luck on a topology that does not expect it is red
+    unexpected = _page(lucky_run(tmp_path, "20240101-000100-no-affinity-eeee", topology="no-affinity"))
+    assert '<header class="verdict bad"' in unexpected
+    assert "a pass that rests on all chains converging on one pod" in unexpected
 
 
 def test_events_are_marked_on_every_chart_over_time(reports: dict[str, Path]) -> None:

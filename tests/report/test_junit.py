@@ -42,14 +42,19 @@ def test_failures_exactly_where_measured_differs_from_expected(tmp_path: Path, b
     assert props["topology"] == summary["topology"] and props["run_id"] == summary["run_id"]
 
 
-def test_the_lucky_pass_fails_continuity_and_affinity_and_carries_the_reason(tmp_path: Path) -> None:
-    suite, _ = _suite(lucky_run(tmp_path))
-    assert _failed(suite) == {"continuity", "affinity"}
+def test_an_unexpected_lucky_pass_fails_and_carries_the_reason(tmp_path: Path) -> None:
+    suite, _ = _suite(lucky_run(tmp_path, "20240101-000100-no-affinity-eeee", topology="no-affinity"))
+    assert _failed(suite) == {"continuity", "affinity", "balance"}  # everything on one pod: nothing as expected
     failure = next(c for c in suite.iter("testcase") if c.get("name") == "continuity").find("failure")
     assert failure is not None
     assert failure.get("message", "").startswith("continuity: measured pass, expected fail")
     assert "a pass that rests on all chains converging" in (failure.text or "")
     assert '"violation_rate": 0.0' in (failure.text or "")
+
+
+def test_the_seed_recipes_expected_luck_fails_nothing(tmp_path: Path) -> None:
+    suite, _ = _suite(lucky_run(tmp_path))
+    assert _failed(suite) == set()
 
 
 def test_the_negative_control_failing_as_expected_passes(tmp_path: Path) -> None:
