@@ -165,7 +165,9 @@ async def through_haproxy(sender: HAProxySender, frontend: str) -> tuple[ProxyHe
         try:
             header, rest = await read_header(reader, timeout=5)
             rest = rest or await reader.read(100)
-            if not got.done():  # a retry of HAProxy's (under load) would be a second connection
+            # only our client's connection: HAProxy may still be retrying towards this port a connection of
+            # the readiness probe (from 127.0.0.1), or a retry of its own would be a second connection
+            if header.source is not None and header.source[0] == CLIENT and not got.done():
                 got.set_result((header, rest))
         except Exception as exc:
             if not got.done():
