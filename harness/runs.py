@@ -125,7 +125,8 @@ def judge(
     removed = list(dict.fromkeys([*removed_pods, *(p for e in events for p in e.removed)]))
     # balance is judged over the pods that were there at the end (steady state); pods removed on the way are
     # still known pods for the other checks
-    results = evaluate(sessions, list(pods), th, removed_pods=removed)
+    added = list(dict.fromkeys(p for e in events for p in e.added))
+    results = evaluate(sessions, list(pods), th, removed_pods=removed, added_pods=added)
     if events:
         results["balance"] = _steady_balance(sessions, events, list(pods), th)
     converged = converged_pod(sessions, list(pods)) is not None and "converged" in topology.expected_with

@@ -8,7 +8,9 @@ Kubernetes' own e2e test calls ClientIP affinity held after 15 identical answers
 well: a client is judged only when it has at least ``affinity_run`` sessions that reached a pod, and then
 *every* move between its consecutive sessions counts, not only the last 15. A move away from a pod that went
 away is not held against the client: the session before the move was disrupted by a scaling event, or the pod
-is one of the pods removed during the run.
+is one of the pods removed during the run. Nor is a move onto a pod added during the run: new pods can only take
+their share by taking clients from the others (consistent hashing moves about 1/N of them on a scale-up; how many
+moved against that minimum is the scaling report's to say). A move back off such a pod still counts.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class ClientHistory:
     pods: tuple[str, ...]  # the handshake pod of each session that reached a pod, in start order
     moves: tuple[tuple[int, str, str], ...]  # unexcused moves: (index of the session moved to, from, to)
     excused: int  # moves away from a pod that went away
+    onto_added: int = 0  # moves onto a pod added during the run
 
     @property
     def held(self) -> bool:
@@ -60,18 +63,20 @@ class ClientHistory:
         )
 
 
-def client_histories(sessions: Sequence[SessionRecord], removed_pods: Collection[str] = ()) -> dict[str, ClientHistory]:
+def client_histories(
+    sessions: Sequence[SessionRecord], removed_pods: Collection[str] = (), added_pods: Collection[str] = ()
+) -> dict[str, ClientHistory]:
     """Every client that had at least one session reaching a pod, with its moves sorted out."""
     by_client: dict[str, list[SessionRecord]] = {}
     for record in sessions:
         if record.pod is not None:
             by_client.setdefault(record.client, []).append(record)
-    removed = frozenset(removed_pods)
+    removed, added = frozenset(removed_pods), frozenset(added_pods)
     histories = {}
     for client, records in by_client.items():
         records.sort(key=lambda r: r.started)
         moves = []
-        excused = 0
+        excused = onto_added = 0
         for index, (before, after) in enumerate(pairwise(records), start=1):
             old, new = before.pod, after.pod
             assert old is not None and new is not None  # only sessions with a handshake pod were kept
@@ -79,18 +84,23 @@ def client_histories(sessions: Sequence[SessionRecord], removed_pods: Collection
                 continue
             if before.disrupted_by is not None or old in removed:
                 excused += 1
+            elif new in added:
+                onto_added += 1
             else:
                 moves.append((index, old, new))
         pods = tuple(r.pod for r in records if r.pod is not None)
-        histories[client] = ClientHistory(client, pods, tuple(moves), excused)
+        histories[client] = ClientHistory(client, pods, tuple(moves), excused, onto_added)
     return histories
 
 
 def check_affinity(
-    sessions: Sequence[SessionRecord], th: Thresholds, removed_pods: Collection[str] = ()
+    sessions: Sequence[SessionRecord],
+    th: Thresholds,
+    removed_pods: Collection[str] = (),
+    added_pods: Collection[str] = (),
 ) -> CheckResult:
     """Judge each client with at least ``th.affinity_run`` sessions that reached a pod."""
-    histories = client_histories(sessions, removed_pods)
+    histories = client_histories(sessions, removed_pods, added_pods)
     lengths = [len(h.pods) for h in histories.values()]
     judged = [h for h in histories.values() if len(h.pods) >= th.affinity_run]
     broken = [h for h in judged if not h.held]
@@ -110,6 +120,7 @@ def check_affinity(
         # too short to judge, but already moved: a hint when the verdict is n/a
         "unjudged_clients_that_moved": sum(1 for h in histories.values() if h.moves and len(h.pods) < th.affinity_run),
         "excused_moves": sum(h.excused for h in judged),
+        "moves_onto_added_pods": sum(h.onto_added for h in judged),
         "sessions_per_client": {
             "min": min(lengths, default=0),
             "median": statistics.median(lengths) if lengths else 0,
@@ -131,8 +142,12 @@ def check_affinity(
         )
         return CheckResult(NAME, "n/a", reason, figures)
 
-    excused = figures["excused_moves"]
-    aside = f", not counting {excused} moves away from pods that went away" if excused else ""
+    not_counted = []
+    if figures["excused_moves"]:
+        not_counted.append(f"{figures['excused_moves']} moves away from pods that went away")
+    if figures["moves_onto_added_pods"]:
+        not_counted.append(f"{figures['moves_onto_added_pods']} moves onto pods added during the run")
+    aside = f", not counting {' or '.join(not_counted)}" if not_counted else ""
     if not broken:
         reason = f"all {len(judged)} judged clients (≥{th.affinity_run} sessions each) stayed on one pod{aside}"
     else:

@@ -57,6 +57,7 @@ def evaluate(
     pods: Sequence[str],
     th: Thresholds,
     removed_pods: Collection[str] = (),
+    added_pods: Collection[str] = (),
 ) -> dict[str, CheckResult]:
     """Run every check, in the order they are shown; a lucky continuity pass carries the coincidence note."""
     continuity = check_continuity(sessions, th)
@@ -65,7 +66,7 @@ def evaluate(
         continuity = replace(continuity, notes=[*continuity.notes, note])
     return {
         "continuity": continuity,
-        "affinity": check_affinity(sessions, th, removed_pods),
+        "affinity": check_affinity(sessions, th, removed_pods, added_pods),
         "balance": check_balance(sessions, pods, th),
     }
 

@@ -98,6 +98,27 @@ def test_a_move_away_from_a_pod_that_stayed_still_counts_when_another_was_remove
     assert check_affinity(sessions, TH, removed_pods={"app-1"}).verdict == "fail"
 
 
+def test_a_move_onto_a_pod_added_during_the_run_is_not_counted_but_a_move_back_is() -> None:
+    # a scale-up: consistent hashing hands c1 to the new app-3; c2 then flaps back to its old pod
+    rebalanced = history("c1", ["app-0"] * 8 + ["app-3"] * 8)
+    flapping = history("c2", ["app-1"] * 8 + ["app-3"] * 4 + ["app-1"] * 4)
+    result = check_affinity(rebalanced + flapping, TH, added_pods=["app-3"])
+    assert result.verdict == "fail"
+    assert (result.figures["held"], result.figures["broken"]) == (1, 1)
+    assert result.figures["moves_onto_added_pods"] == 2
+    assert "not counting 2 moves onto pods added during the run" in result.reason
+    assert result.examples[0].startswith("client c2:") and "app-3 → app-1" in result.examples[0]
+    # negative control: without the scale-up, the same move is an affinity break
+    assert check_affinity(rebalanced, TH).verdict == "fail"
+    assert check_affinity(rebalanced, TH, added_pods=["app-3"]).verdict == "pass"
+
+
+def test_a_move_between_pods_that_were_there_counts_on_a_scale_up() -> None:
+    # a modulo hash moves clients between old pods when a pod is added: not excused by the new pod
+    sessions = history("c1", ["app-0"] * 8 + ["app-1"] * 8)
+    assert check_affinity(sessions, TH, added_pods=["app-3"]).verdict == "fail"
+
+
 def test_sessions_are_judged_in_start_order_not_list_order() -> None:
     sessions = history("c1", ["app-0"] * 8 + ["app-1"] * 8, disrupted_at=7)
     random.Random(4).shuffle(sessions)
