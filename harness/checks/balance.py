@@ -116,14 +116,13 @@ def check_balance(sessions: Sequence[SessionRecord], pods: Sequence[str], th: Th
     over = f"{total} sessions over {len(judged)} pods"
     clients, chance = chance_of_unevenness(sessions, list(judged))
     figures.update(clients=clients, chance=chance, balance_chance=th.balance_chance)
-    notes = []
     if faults and th.balance_chance and chance >= th.balance_chance:
         reason = (
             f"uneven as chance makes it: {'; '.join(faults)} ({over}), but {clients} clients placed at random are "
             f"at least this uneven {chance:.0%} of the time (held against the topology below {th.balance_chance:.0%})"
         )
-        notes.append(f"more clients judge balance more sharply: {clients} clients leave it to chance")
-        return CheckResult(NAME, "pass", reason, figures, notes=notes)
+        note = f"more clients judge balance more sharply: {clients} clients leave it to chance"
+        return CheckResult(NAME, "pass", reason, figures, notes=[note])
     if faults:
         chance_text = f"{clients} clients at random: {chance:.2g} chance" if clients else "no client"
         reason = f"unbalanced: {'; '.join(faults)} ({over}; {chance_text})"

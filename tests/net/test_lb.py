@@ -141,6 +141,14 @@ def rst_close(writer: asyncio.StreamWriter) -> None:
     writer.transport.abort()
 
 
+async def how_it_ends(reader: asyncio.StreamReader) -> str:
+    """Read until the connection ends: "eof", "reset", or "data" when bytes came before the end."""
+    try:
+        return "eof" if await asyncio.wait_for(reader.read(), 5) == b"" else "data"
+    except ConnectionResetError:
+        return "reset"
+
+
 def fd_count() -> int:
     return len(os.listdir("/proc/self/fd"))
 
@@ -300,11 +308,7 @@ def test_no_node_in_rotation_resets_the_client_and_counts_it() -> None:
         lb, nodes, port = await start("v1", n=1)
         lb.set_enabled("node-0", False)
         reader, writer = await connect(port)
-        refused = False
-        try:
-            refused = await asyncio.wait_for(reader.read(), 5) == b""
-        except ConnectionResetError:
-            refused = True
+        refused = await how_it_ends(reader) != "data"
         writer.close()
         rejected = lb.rejected
         await stop(lb, nodes)
@@ -346,11 +350,7 @@ def test_draining_keeps_open_connections_then_resets_them() -> None:
         await writer.drain()
         await wait_for(lambda: lb.counters["node-0"].bytes_up >= len(b"hi still there"), "bytes through draining")
         draining = lb.snapshot()["draining"]
-        ended: str
-        try:
-            ended = "eof" if await asyncio.wait_for(reader.read(), 5) == b"" else "data"
-        except ConnectionResetError:
-            ended = "reset"
+        ended = await how_it_ends(reader)
         writer.close()
         result = {
             "during": during,
@@ -424,11 +424,7 @@ def test_a_refused_connect_is_an_error_and_resets_the_client() -> None:
         await nodes[0].stop()
         reader, writer = await connect(port)
         writer.write(b"x")
-        gone = False
-        try:
-            gone = await asyncio.wait_for(reader.read(), 5) == b""
-        except ConnectionResetError:
-            gone = True
+        gone = await how_it_ends(reader) != "data"
         writer.close()
         await wait_for(lambda: lb.counters["node-0"].active == 0, "the connection to end")
         counters = lb.counters["node-0"]
@@ -471,11 +467,7 @@ def test_a_connect_that_never_completes_times_out_resets_the_client_and_counts_a
         started = time.monotonic()
         reader, writer = await connect(lb.address[1])
         writer.write(b"GET / HTTP/1.1\r\n\r\n")
-        gone = False
-        try:
-            gone = await asyncio.wait_for(reader.read(), 5) == b""
-        except ConnectionResetError:
-            gone = True
+        gone = await how_it_ends(reader) != "data"
         waited = time.monotonic() - started
         writer.close()
         await wait_for(lambda: lb.counters["node-0"].active == 0, "the connection to end")
@@ -654,10 +646,7 @@ def test_close_resets_whatever_is_still_open() -> None:
         writer.write(b"x")
         await asyncio.wait_for(reader.read(100), 5)
         await lb.close()
-        try:
-            ended = "eof" if await asyncio.wait_for(reader.read(), 5) == b"" else "data"
-        except ConnectionResetError:
-            ended = "reset"
+        ended = await how_it_ends(reader)
         writer.close()
         for node in nodes:
             await node.stop()
