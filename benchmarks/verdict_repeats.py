@@ -72,7 +72,7 @@ def main() -> int:
             measured = {check: checks[check]["measured"] for check in expected}
             # the summary's expectation: the topology's, for these client addresses, and for a converged run
             false = sorted(check for check in expected if not checks[check]["matches"])
-            converged = any("expected_with: converged" in note for note in judgement.summary["notes"])
+            converged = bool(judgement.summary["expected_with_converged"])
             balance = checks.get("balance", {}).get("figures", {})
             rows.append(
                 {

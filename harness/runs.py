@@ -129,7 +129,8 @@ def judge(
     results = evaluate(sessions, list(pods), th, removed_pods=removed, added_pods=added)
     if events:
         results["balance"] = _steady_balance(sessions, events, list(pods), th)
-    converged = converged_pod(sessions, list(pods)) is not None and "converged" in topology.expected_with
+    converged_on = converged_pod(sessions, list(pods))
+    converged = converged_on is not None and "converged" in topology.expected_with
     expected = topology.expected_verdicts(client_addresses, converged=converged)
     outcome = compare(results, expected)
     if converged:
@@ -150,6 +151,8 @@ def judge(
         "clients": len({s.client for s in sessions}),
         "pods": list(pods),
         "removed_pods": removed,
+        "converged_on": converged_on,  # the one pod that served every session, when it was one of several
+        "expected_with_converged": converged,
         "events": scaling_report(sessions, events),
         "checks": {
             name: {

@@ -91,9 +91,19 @@ def test_the_failing_negative_control_is_green_and_a_lucky_pass_says_it_is_luck(
     assert "a pass that rests on all chains converging on one pod" in lucky
     assert "expected_with: converged" in lucky
     # the same luck on a topology that does not expect it is red
-    unexpected = _page(lucky_run(tmp_path, "20240101-000100-no-affinity-eeee", topology="no-affinity"))
+    unexpected_run = lucky_run(tmp_path, "20240101-000100-no-affinity-eeee", topology="no-affinity")
+    unexpected = _page(unexpected_run)
     assert '<header class="verdict bad"' in unexpected
     assert "a pass that rests on all chains converging on one pod" in unexpected
+    # summary.json says so too, for tools that read it
+    summaries = {
+        name: json.loads((run / "summary.json").read_text())
+        for name, run in (("lucky", reports["lucky"]), ("unexpected", unexpected_run), ("failing", reports["failing"]))
+    }
+    assert summaries["lucky"]["converged_on"] == "app-0" and summaries["lucky"]["expected_with_converged"]
+    assert summaries["unexpected"]["converged_on"] == "app-0"
+    assert not summaries["unexpected"]["expected_with_converged"]
+    assert summaries["failing"]["converged_on"] is None and not summaries["failing"]["expected_with_converged"]
 
 
 def test_events_are_marked_on_every_chart_over_time(reports: dict[str, Path]) -> None:
