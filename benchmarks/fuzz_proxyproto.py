@@ -8,6 +8,7 @@ stops, writes the input to ``crash-…`` in the working directory and exits non-
 
     .venv/bin/pip install -e '.[fuzz]'
     .venv/bin/python benchmarks/fuzz_proxyproto.py --seconds 300          # prints libFuzzer's progress lines
+    .venv/bin/python benchmarks/fuzz_proxyproto.py --seconds 300 --plant crash   # must end in a crash
 
 The corpus starts from valid headers of every kind (v1 TCP4/TCP6/UNKNOWN; v2 INET, INET6, UNIX, LOCAL, DGRAM,
 with each TLV the codec names) and is kept in ``--corpus`` (a temporary directory unless given). Exit code 0
@@ -94,17 +95,48 @@ def one_input(data: bytes) -> None:
         raise AssertionError(f"re-encoding changed the header: {whole!r} → {again!r}")
 
 
+def plant(bug: str) -> None:
+    """A bug put into the decoder on purpose, to see the fuzzer find it (the run must then end in a crash).
+
+    ``crash``: the v1 port field "99" raises IndexError, not the codec's error. ``disagree``: a HeaderReader fed
+    byte by byte never completes a v2 header that ends exactly where the input does."""
+    global HeaderReader
+    if bug == "crash":
+        port = proxyproto._v1_port
+
+        def broken_port(field: bytes, name: str) -> int:
+            if field == b"99":
+                raise IndexError("planted bug: port 99")
+            return port(field, name)
+
+        proxyproto._v1_port = broken_port
+    else:
+
+        class Late(proxyproto.HeaderReader):
+            def feed(self, chunk: bytes | bytearray | memoryview) -> ProxyHeader | None:
+                header = super().feed(chunk)
+                if header is not None and header.version == 2 and not self.rest:
+                    self.header = None
+                    return None
+                return header
+
+        HeaderReader = Late
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=300, help="how long to fuzz")
     parser.add_argument("--corpus", type=Path, default=None, help="corpus directory (kept between runs)")
     parser.add_argument("--max-len", type=int, default=640, help="longest input tried, bytes")
+    parser.add_argument("--plant", choices=["crash", "disagree"], help="put a bug in first: the run must crash")
     args, rest = parser.parse_known_args()
     corpus = args.corpus or Path(tempfile.mkdtemp(prefix="proxyproto-corpus-"))
     corpus.mkdir(parents=True, exist_ok=True)
     for name, data in seeds().items():
         one_input(data)  # every seed must pass before fuzzing means anything
         (corpus / f"seed-{name}").write_bytes(data)
+    if args.plant:
+        plant(args.plant)
     print(f"corpus {corpus}, {args.seconds} s", flush=True)
     argv = [sys.argv[0], str(corpus), f"-max_total_time={args.seconds}", f"-max_len={args.max_len}", *rest]
     atheris.Setup(argv, one_input)
