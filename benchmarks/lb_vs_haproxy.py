@@ -380,22 +380,28 @@ def added_latency(kind: str, times: dict[str, list[int]], rng: random.Random, bo
     direct = times["direct"]
     added = {name: [x - d for x, d in zip(times[name], direct, strict=True)] for name in ("haproxy", "ours")}
 
-    def p99_ratio(diffs: dict[str, list[int]]) -> float:
-        at = {name: quantile(sorted(xs), 0.99) for name, xs in diffs.items()}
-        return at["ours"] / max(at["haproxy"], 1000)  # HAProxy adding under 1 µs counts as 1 µs
+    def quantiles_us(values: list[int], qs: tuple[float, ...] = QUANTILES) -> dict[float, float]:
+        ordered = sorted(values)
+        return {q: quantile(ordered, q) / 1000 for q in qs}
+
+    def p99_ratio(added_us: dict[str, dict[float, float]]) -> float:
+        return added_us["ours"][0.99] / max(added_us["haproxy"][0.99], 1.0)  # HAProxy adding under 1 µs: 1 µs
 
     steps = range(len(direct))
     resampled = []
     for _ in range(boots):
         picked = rng.choices(steps, k=len(direct))
-        resampled.append(p99_ratio({name: [xs[i] for i in picked] for name, xs in added.items()}))
+        resampled.append(
+            p99_ratio({name: quantiles_us([xs[i] for i in picked], (0.99,)) for name, xs in added.items()})
+        )
     resampled.sort()
+    added_us = {name: quantiles_us(xs) for name, xs in added.items()}
     return Added(
         kind=kind,
         samples=len(direct),
-        latency_us={name: {q: quantile(sorted(xs), q) / 1000 for q in QUANTILES} for name, xs in times.items()},
-        added_us={name: {q: quantile(sorted(xs), q) / 1000 for q in QUANTILES} for name, xs in added.items()},
-        ratio=p99_ratio(added),
+        latency_us={name: quantiles_us(xs) for name, xs in times.items()},
+        added_us=added_us,
+        ratio=p99_ratio(added_us),
         ratio_low=resampled[int(0.025 * boots)],
         ratio_high=resampled[min(int(0.975 * boots), boots - 1)],
     )
