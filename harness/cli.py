@@ -138,6 +138,14 @@ _reports_option = click.option("--reports-dir", default=None, help="Where runs a
     help="Acknowledged calls per session.",
 )
 @click.option(
+    "--session-length",
+    default="0s",
+    show_default=True,
+    callback=_duration,
+    help="How long each session stays connected (long-polling or idle on WebSocket), its calls spread over it; "
+    "0: connect, call, disconnect.",
+)
+@click.option(
     "--clients",
     default=None,
     help="Kinds of client, comma-separated: polling, upgrade, websocket (default: the topology's).",
@@ -161,6 +169,7 @@ def run(
     duration: float,
     client_addresses: str,
     calls: int,
+    session_length: float,
     clients: str | None,
     events: str | None,
     app_cmd: str | None,
@@ -192,6 +201,7 @@ def run(
         duration=duration,
         client_addresses=client_addresses,
         calls=calls,
+        session_length=session_length,
         modes=modes,
         whoami=not backend.app_cmd,
     )

@@ -4,6 +4,11 @@ A timeline is written the way people say it, ``"30s scale app 6; 60s scale app 2
 app; 100s lb-out node-1; 110s lb-in node-1"``, and runs against any backend through the `Cluster` interface. Each
 event is recorded with when it started and ended and which pods it removed and added, so that the checks can tell
 a session broken by a deliberate removal (disrupted) from one broken by the topology (a violation).
+
+An event is done only when its effect has been observed (`harness.observe`): new pods answer a handshake, removed
+ones no longer do, the balancer has the node in or out. An event whose effect was not seen is the harness's own
+failure (`EventRunner.failure`), and the run is not judged. Exits nobody asked for (`harness.watch`) are written to
+the same timeline, as entries of action ``exit``.
 """
 
 from __future__ import annotations
@@ -19,9 +24,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from harness.errors import UsageError
+from harness.observe import PROBE_BUDGET, NotDone, observe_event, probe_addresses
 from harness.topology import parse_duration
 
-__all__ = ["Event", "EventRecord", "EventRunner", "parse_events", "read_event_records"]
+__all__ = ["Event", "EventRecord", "EventRunner", "append_event_record", "parse_events", "read_event_records"]
 
 log = logging.getLogger(__name__)
 
@@ -93,17 +99,36 @@ class EventRecord:
     pods_after: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     added: list[str] = field(default_factory=list)
-    error: str | None = None
+    error: str | None = None  # the event did not take effect: the harness's own failure
+    observed: str | None = None  # what was seen that made it done
+    unreached: list[str] = field(default_factory=list)  # new pods alive, but reached by no probe through the entry
+    exit_status: int | None = None  # for an unplanned exit (action "exit")
+    blame: str | None = None  # for an unplanned exit: "system under test" or "harness"
+
+    @property
+    def planned(self) -> bool:
+        return self.action != "exit"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
 
+EVENTS_FILE = "events.jsonl"
+_APPEND = threading.Lock()  # the events thread and the process watch write the same file
+
+
+def append_event_record(run_dir: Path, record: EventRecord) -> None:
+    with _APPEND, open(run_dir / EVENTS_FILE, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record.to_json()) + "\n")
+
+
 def read_event_records(run_dir: Path) -> list[EventRecord]:
-    path = run_dir / "events.jsonl"
+    """Every entry of a run's timeline, planned events and unplanned exits, in time order."""
+    path = run_dir / EVENTS_FILE
     if not path.is_file():
         return []
-    return [EventRecord(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    records = [EventRecord(**json.loads(line)) for line in path.read_text(encoding="utf-8").splitlines() if line]
+    return sorted(records, key=lambda r: r.started)
 
 
 class EventRunner:
@@ -118,14 +143,19 @@ class EventRunner:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         on_event: Callable[[EventRecord], None] | None = None,
+        probe_budget: float = PROBE_BUDGET,
     ) -> None:
         self.cluster = cluster
+        self.probe_budget = probe_budget
         self.events = events
-        self.path = run_dir / "events.jsonl"
+        self.run_dir = run_dir
         self.clock = clock
         self.wall = wall
         self.on_event = on_event
         self.records: list[EventRecord] = []
+        self.failure: str | None = None  # the first event that did not take effect, in one line
+        self.finished = threading.Event()  # every event applied (or the timeline stopped)
+        self._probes = probe_addresses()
         self._stop = threading.Event()
         self._begin = 0.0
         self._thread: threading.Thread | None = None
@@ -149,21 +179,29 @@ class EventRunner:
         return upcoming[0] if upcoming else None
 
     def _run(self) -> None:
-        for index, event in enumerate(self.events, start=1):
-            if self._stop.wait(max(0.0, self._begin + event.at - self.clock())):
-                return
-            record = self.apply(f"e{index}", event)
-            self.records.append(record)
-            with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(record.to_json()) + "\n")
-            if self.on_event is not None:
-                self.on_event(record)
+        try:
+            for index, event in enumerate(self.events, start=1):
+                if self._stop.wait(max(0.0, self._begin + event.at - self.clock())):
+                    return
+                record = self.apply(f"e{index}", event)
+                self.records.append(record)
+                append_event_record(self.run_dir, record)
+                if record.error is not None:
+                    self.failure = f"event {record.label} did not take effect: {record.error}"
+                if self.on_event is not None:
+                    self.on_event(record)
+                if self.failure is not None:  # the rest of the timeline would measure a cluster nobody meant
+                    return
+        finally:
+            self.finished.set()
 
     def apply(self, event_id: str, event: Event) -> EventRecord:
+        """Apply one event and observe its effect; a failure of either is the record's ``error``."""
         component = event.target if event.action in ("scale", "kill", "restart") else "app"
-        before = [p.name for p in self.cluster.pods(component)]
+        before = self.cluster.pods(component)
         started = self.wall()
-        error = None
+        error = observed = None
+        unreached: tuple[str, ...] = ()
         try:
             if event.action == "scale":
                 self.cluster.scale(component, event.replicas)
@@ -173,10 +211,29 @@ class EventRunner:
                 self.cluster.restart(component)
             else:
                 self.cluster.set_node_in_balancer(event.target, event.action == "lb-in")
-        except Exception as exc:  # an event that fails is recorded, and the run goes on
+        except Exception as exc:
             log.warning("event %s failed: %s", event.label, exc)
             error = str(exc)
-        after = [p.name for p in self.cluster.pods(component)]
+        ended = self.wall()
+        after = self.cluster.pods(component)
+        names_before, names_after = [p.name for p in before], [p.name for p in after]
+        if error is None:
+            try:
+                seen = observe_event(
+                    self.cluster,
+                    event.action,
+                    component,
+                    [p for p in before if p.name not in names_after],
+                    [p for p in after if p.name not in names_before],
+                    self._probes,
+                    node=event.target if event.action.startswith("lb-") else None,
+                    enabled=event.action == "lb-in",
+                    budget=self.probe_budget,
+                )
+            except NotDone as exc:
+                error = str(exc)
+            else:
+                observed, unreached = seen.text, seen.unreached
         return EventRecord(
             id=event_id,
             label=event.label,
@@ -184,10 +241,12 @@ class EventRunner:
             target=event.target,
             replicas=event.replicas,
             started=started,
-            ended=self.wall(),
-            pods_before=before,
-            pods_after=after,
-            removed=[p for p in before if p not in after],
-            added=[p for p in after if p not in before],
+            ended=ended,
+            pods_before=names_before,
+            pods_after=names_after,
+            removed=[p for p in names_before if p not in names_after],
+            added=[p for p in names_after if p not in names_before],
             error=error,
+            observed=observed,
+            unreached=list(unreached),
         )

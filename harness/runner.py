@@ -20,9 +20,10 @@ from harness.cluster.base import Cluster
 from harness.cluster.local.backend import LocalCluster
 from harness.cluster.local.processes import find_run_processes, kill_group, spawn
 from harness.errors import CommandError, UsageError
-from harness.events import Event, EventRunner
+from harness.events import Event, EventRecord, EventRunner
 from harness.runs import Judgement, cluster_link, judge, new_run_id
 from harness.topology import Topology
+from harness.watch import ProcessWatch
 
 __all__ = ["SwarmOptions", "attach", "bring_up", "run_topology", "scenario_path", "swarm", "take_down"]
 
@@ -102,6 +103,7 @@ class SwarmOptions:
     duration: float = 60.0
     client_addresses: str = "unique"
     calls: int = 3
+    session_length: float = 0.0  # seconds each session stays connected (0: short sessions)
     progress_every: float = 5.0
     modes: tuple[str, ...] = ("polling", "upgrade", "websocket")  # kinds of client (see USER_CLASSES)
     whoami: bool = True  # the app answers `whoami` (the reference app does; a user's own app may not)
@@ -152,9 +154,11 @@ def swarm(
     echo: Echo,
     events: EventRunner | None = None,
     replicas: Callable[[], str] | None = None,
+    failure: Callable[[], str | None] | None = None,
 ) -> None:
     """Run Locust headless against ``entry_url`` until ``options.duration`` is over; records go to run_dir.
-    A timeline of events, if given, starts with the swarm."""
+    A timeline of events, if given, starts with the swarm. ``failure()`` names a failure of the harness's own
+    machinery once there is one: the swarm then stops early (the run will not be judged)."""
     argv = [
         sys.executable,
         "-m",
@@ -185,6 +189,8 @@ def swarm(
         options.client_addresses,
         "--calls",
         str(options.calls),
+        "--session-length",
+        f"{options.session_length:g}s",
     ]
     if not options.whoami:
         argv.append("--no-whoami")
@@ -199,6 +205,9 @@ def swarm(
     try:
         while process.popen is not None and process.popen.poll() is None:
             time.sleep(0.2)
+            if failure is not None and failure() is not None:
+                echo(f"stopping the swarm: {failure()}")
+                break
             now = time.monotonic()
             if now >= next_line:
                 next_line = now + options.progress_every
@@ -222,8 +231,14 @@ def swarm(
         if events is not None:
             events.stop()
     code = process.popen.returncode if process.popen is not None else None
-    if code not in (0, None):
+    if code not in (0, None) and not (failure is not None and failure() is not None):
         raise CommandError(argv, code, process.log_tail(30), "the swarm (locust)")
+
+
+def _event_line(record: EventRecord) -> str:
+    if record.error is not None:
+        return f"event {record.label} did not take effect: {record.error}"
+    return f"event {record.label} done: {record.observed}"
 
 
 def run_topology(
@@ -250,16 +265,27 @@ def run_topology(
             f"{topology.nodes} nodes; entry {cluster.entry_url}; swarming {options.users} clients for "
             f"{options.duration:g}s"
         )
-        timeline = (
-            EventRunner(cluster, events, run_dir, on_event=lambda r: echo(f"event {r.label} done")) if events else None
-        )
+        timeline = EventRunner(cluster, events, run_dir, on_event=lambda r: echo(_event_line(r))) if events else None
 
         def replicas() -> str:
             return f"app pods {len(cluster.pods('app'))}" + (
                 f", tier pods {len(cluster.pods('tier'))}" if topology.tier else ""
             )
 
-        swarm(cluster.entry_url, run_dir, options, run_id=run_id, echo=echo, events=timeline, replicas=replicas)
+        def failure() -> str | None:
+            return watch.failure or (timeline.failure if timeline is not None else None)
+
+        with ProcessWatch(cluster, run_dir, on_exit=lambda r: echo(f"UNPLANNED: {r.label}")) as watch:
+            swarm(
+                cluster.entry_url,
+                run_dir,
+                options,
+                run_id=run_id,
+                echo=echo,
+                events=timeline,
+                replicas=replicas,
+                failure=failure,
+            )
         pods = [p.name for p in cluster.pods("app")]
         removed = list(getattr(cluster, "removed_pods", []))
         network = cluster.status().get("network")
@@ -270,6 +296,7 @@ def run_topology(
         "users": options.users,
         "duration_s": options.duration,
         "client_addresses": options.client_addresses,
+        "session_length_s": options.session_length,
         "started": started,
         "ended": time.time(),
         "report_dir": str(run_dir),
@@ -283,6 +310,7 @@ def run_topology(
         meta=meta,
         reports_dir=reports_dir,
         client_addresses=options.client_addresses,
+        harness_failure=failure(),
     )
 
 

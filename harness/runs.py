@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checks import CheckResult, Thresholds, check_balance, compare, converged_pod, evaluate
-from harness.checks.scaling import SLACK, assign_disruptions, scaling_report
+from harness.checks.scaling import SLACK, assign_disruptions, exit_report, hints_for, scaling_report
 from harness.client.records import SessionRecord, read_run_sessions
 from harness.errors import UsageError
 from harness.events import EventRecord, read_event_records
@@ -98,9 +98,12 @@ class Judgement:
     summary: dict[str, Any]
     text: str
     ok: bool
+    harness_failure: str | None = None  # the harness's own machinery failed: the run is not judged
 
     @property
     def exit_code(self) -> int:
+        if self.harness_failure is not None:
+            return 2
         return 0 if self.ok else 1
 
 
@@ -115,14 +118,20 @@ def judge(
     meta: dict[str, Any] | None = None,
     reports_dir: Path | None = None,
     client_addresses: str = "unique",
+    harness_failure: str | None = None,
 ) -> Judgement:
     """Read every session record of a run, run the checks, compare with the topology's expected verdict, and
-    write ``summary.json`` (and point ``reports/latest`` at the run)."""
+    write ``summary.json`` (and point ``reports/latest`` at the run).
+
+    ``harness_failure`` (an event that did not take effect, the network daemon or the load generator dying)
+    means the run says nothing about the topology: the summary and the one-line text say so, exit code 2. A pod
+    that exited on its own is a finding about the system under test: the verdict differs, whatever the checks."""
     th = thresholds or Thresholds()
     sessions: list[SessionRecord] = list(read_run_sessions(run_dir))
-    events = read_event_records(run_dir)
-    assign_disruptions(sessions, events)
-    removed = list(dict.fromkeys([*removed_pods, *(p for e in events for p in e.removed)]))
+    timeline = read_event_records(run_dir)
+    events = [e for e in timeline if e.planned]
+    assign_disruptions(sessions, timeline)
+    removed = list(dict.fromkeys([*removed_pods, *(p for e in timeline for p in e.removed)]))
     # balance is judged over the pods that were there at the end (steady state); pods removed on the way are
     # still known pods for the other checks
     added = list(dict.fromkeys(p for e in events for p in e.added))
@@ -133,6 +142,12 @@ def judge(
     converged = converged_on is not None and "converged" in topology.expected_with
     expected = topology.expected_verdicts(client_addresses, converged=converged)
     outcome = compare(results, expected)
+    begin = (meta or {}).get("started")
+    unplanned = exit_report(sessions, timeline, begin)
+    crashes = [u for u in unplanned if u["blame"] != "harness"]
+    ok = outcome.ok and not crashes  # a pod that crashed under load is a finding, whatever the checks say
+    if crashes:
+        outcome = replace(outcome, notes=[*outcome.notes, *(f"UNPLANNED: {u['reading']}" for u in crashes)])
     if converged:
         luck = (
             "the run converged on one pod, so the topology's expected verdict for that luck applies "
@@ -153,7 +168,9 @@ def judge(
         "removed_pods": removed,
         "converged_on": converged_on,  # the one pod that served every session, when it was one of several
         "expected_with_converged": converged,
-        "events": scaling_report(sessions, events),
+        "events": scaling_report(sessions, events, hints_for(topology)),
+        "unplanned": unplanned,
+        "harness_failure": harness_failure,
         "checks": {
             name: {
                 **result.to_json(),
@@ -165,15 +182,18 @@ def judge(
         },
         "notes": list(outcome.notes),
         "latency_ms": latency,
-        "verdict": "as expected" if outcome.ok else "differs from expected",
-        "exit_code": 0 if outcome.ok else 1,
+        "verdict": "not judged" if harness_failure else "as expected" if ok else "differs from expected",
+        "exit_code": 2 if harness_failure else 0 if ok else 1,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     from harness.report import write_report
 
     write_report(run_dir)
     _point((reports_dir or run_dir.parent) / "latest", run_dir)
-    text = outcome.render_text()
+    if harness_failure:
+        text = f"NOT JUDGED: {harness_failure} (the harness's own failure, not the topology's)"
+        return Judgement(summary=summary, text=text, ok=False, harness_failure=harness_failure)
+    text = "".join(f"UNPLANNED: {u['reading']}\n" for u in unplanned) + outcome.render_text()
     for report in summary["events"]:
         text += f"\nevent {report['reading']}"
     if latency:
@@ -182,7 +202,9 @@ def judge(
             for name, v in latency.items()
         ]
         text += "\nlatency:\n" + "\n".join(lines)
-    return Judgement(summary=summary, text=text, ok=outcome.ok)
+    if crashes and outcome.ok:
+        text += "\nNOT as expected: a pod exited on its own during the run (see UNPLANNED above)"
+    return Judgement(summary=summary, text=text, ok=ok)
 
 
 @dataclass

@@ -10,6 +10,7 @@ Options added to Locust's command line:
   --harness-run-dir DIR      where session records go (default: a new run directory under reports/)
   --client-addresses MODE    unique | shared-24 | single (see harness.net.addresses)
   --calls N                  acknowledged calls per session
+  --session-length DURATION  how long each session stays connected (default 0: short sessions)
   --topology NAME            bring up this topology on the local backend for the run, judge it, take it down
   --attach NAME              use a cluster brought up by ``harness up --name NAME`` and judge against it
   --seed N                   seed of the local backend's random choices (with --topology)
@@ -26,15 +27,17 @@ import threading
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
-from locust import User, between, events
+from locust import User, events
 from locust.env import Environment
+from locust.user.task import LOCUST_STATE_STOPPING
 
 from harness import runs
 from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord, write_session
-from harness.client.session import SimulatedClient
+from harness.client.session import Backoff, SimulatedClient
 from harness.errors import HarnessError
 from harness.net.addresses import ClientAddressMode, client_address
 from harness.stats import Histogram
+from harness.topology import parse_duration
 
 __all__ = ["StickyUser", "StickyViolation"]
 
@@ -150,6 +153,15 @@ class _Live:
 LIVE = _Live()
 
 
+def _duration(text: str) -> float:
+    import argparse
+
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _add_options(parser: Any) -> None:
     group = parser.add_argument_group("sticky-harness")
     group.add_argument("--harness-run-dir", default="", help="directory for session records (default: a new run)")
@@ -160,6 +172,12 @@ def _add_options(parser: Any) -> None:
         help="source addresses of simulated clients",
     )
     group.add_argument("--calls", type=int, default=3, help="acknowledged calls per session")
+    group.add_argument(
+        "--session-length",
+        type=_duration,
+        default=0.0,
+        help="how long each session stays connected, e.g. 30s (default 0: connect, call, disconnect)",
+    )
     group.add_argument(
         "--no-whoami",
         action="store_true",
@@ -221,12 +239,14 @@ class StickyUser(User):
 
     abstract = True
     mode: ClassVar[Mode] = Mode.UPGRADE
-    wait_time = between(0.05, 0.3)
+    think_time: ClassVar[tuple[float, float]] = (0.05, 0.3)  # between sessions that worked
 
     def __init__(self, environment: Environment) -> None:
         super().__init__(environment)
         options = environment.parsed_options
         self.calls = options.calls if options is not None else 3
+        self.session_length = float(getattr(options, "session_length", 0.0) or 0.0)
+        self.backoff = Backoff()
         self.whoami = not (options is not None and options.no_whoami)
         address_mode = options.client_addresses if options is not None else "unique"
         index = RUN.offset + next(RUN.counter)
@@ -234,6 +254,18 @@ class StickyUser(User):
         self.source = client_address(index, cast(ClientAddressMode, address_mode))
         self.client: SimulatedClient | None = None
         self._previous_failed = False
+        self._retry = 0  # broken sessions in a row
+
+    def wait_time(self) -> float:
+        """After a session that worked, a short think time; after a broken one, socket.io-client's
+        reconnection delay (1 s growing to 5 s, randomisation 0.5)."""
+        if self._previous_failed:
+            return self.backoff.next_delay()
+        self.backoff.reset()
+        return self.backoff.rng.uniform(*self.think_time)
+
+    def _stopping(self) -> bool:
+        return self._state == LOCUST_STATE_STOPPING
 
     def on_start(self) -> None:
         self.client = SimulatedClient(
@@ -250,7 +282,13 @@ class StickyUser(User):
         assert self.client is not None
         LIVE.sessions_live += 1
         try:
-            record = self.client.run_session(self.mode, calls=self.calls)
+            record = self.client.run_session(
+                self.mode,
+                calls=self.calls,
+                length=self.session_length,
+                should_stop=self._stopping,
+                retry=self._retry,
+            )
         finally:
             LIVE.sessions_live -= 1
         duration_ms = max(0.0, (record.ended - record.started) * 1000)
@@ -264,6 +302,7 @@ class StickyUser(User):
             context={"client": self.client_id, "sid": record.sid},
         )
         self._previous_failed = problem is not None
+        self._retry = self._retry + 1 if self._previous_failed else 0
         return record
 
     def _report_exchange(self, exchange: Exchange) -> None:

@@ -76,6 +76,13 @@ class FakeCluster:
 
     def set_node_in_balancer(self, node: str, enabled: bool) -> None:
         self.calls.append(("lb", node, enabled))
+        self.out = set() if enabled else {node}
+
+    def pod_answers(self, pod: Pod) -> bool:
+        return pod.name in self.app  # a removed pod stops answering, a new one answers
+
+    def node_in_balancer(self, node: str) -> bool:
+        return node not in getattr(self, "out", set())
 
 
 def test_runner_applies_each_event_and_records_what_it_removed_and_added(tmp_path: Path) -> None:
@@ -90,6 +97,7 @@ def test_runner_applies_each_event_and_records_what_it_removed_and_added(tmp_pat
         clock=lambda: now[0],
         wall=lambda: 1000 + now[0],
         on_event=lambda r: done.set() if r.id == "e5" else None,
+        probe_budget=0,  # no entry to probe: new pods are asked directly
     )
     runner.start(begin=-100.0)  # every event is long due: the runner must still apply them in order
     assert done.wait(10)
@@ -100,5 +108,10 @@ def test_runner_applies_each_event_and_records_what_it_removed_and_added(tmp_pat
     assert records[0].added == ["app-3", "app-4"] and records[0].removed == []
     assert records[1].removed == ["app-0"] and records[1].added == ["app-5"]
     assert records[2].removed == ["app-3", "app-4", "app-5"]
-    assert records[4].error == "restart refused"  # a failed event is recorded, the run goes on
+    assert records[4].error == "restart refused"  # a failed event is recorded, and the run is the harness's failure
+    assert runner.failure == "event 5s restart app did not take effect: restart refused"
+    assert records[0].observed == (
+        "app-3, app-4 answered directly, but no handshake through the entry reached them within 0 s"
+    )
+    assert records[3].observed == "the balancer has node-1 out of its rotation"
     assert json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])["label"] == "1s scale app 5"

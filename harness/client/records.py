@@ -76,6 +76,8 @@ class SessionRecord:
     upgraded: bool | None = None  # for Mode.UPGRADE: whether the upgrade to WebSocket happened
     error: str | None = None  # a failure that is not a sticky failure (refused, timeout, …)
     disrupted_by: str | None = None  # the scaling event that ended this session, if one did
+    retry: int = 0  # broken sessions of this client just before this one: >0 means it is a reconnection
+    stopped: bool = False  # ended early, cleanly, because the run was over
 
     def add(self, ex: Exchange) -> None:
         """Fold one exchange into the record."""

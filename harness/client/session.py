@@ -11,12 +11,18 @@ the session stays on polling, a lost session makes ``call`` wait its whole timeo
 wait for the pending GET. So connect, calls and disconnect are driven here with bounded waits, woken by the
 client's events and by the exchanges themselves; nothing but `SetupError` escapes `SimulatedClient.run_session`.
 
+A session is short by default (connect, a few calls, disconnect) or lives ``length`` seconds: connected and idle
+between its calls, long-polling or holding its WebSocket with Engine.IO pings, as real users are; that is what a
+scaling event must be measured against. A session that breaks is followed by the next one after the delay a
+socket.io-client waits before it reconnects (`Backoff`).
+
 Works under gevent's monkey-patching (Locust runs it so): only ``threading`` and ``time`` are used, at call time.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +35,7 @@ from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord
 from harness.client.transport import ExchangeRecorder, check_source, open_http_session, websocket_options
 from harness.errors import SetupError
 
-__all__ = ["TRANSPORTS", "SimulatedClient"]
+__all__ = ["TRANSPORTS", "Backoff", "SimulatedClient"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,34 @@ TRANSPORTS: dict[Mode, list[str]] = {
 }
 UPGRADE_WAIT = 1.0  # how long a session waits for its upgrade to WebSocket before its first call
 CLOSE_GRACE = 2.0  # how long the client's loops get to end by themselves before their sockets are cut
+IDLE_TICK = 0.5  # how often an idle session looks whether it has been asked to stop
+
+
+class Backoff:
+    """socket.io-client's reconnection delay (its defaults: 1 s growing to 5 s, randomisation 0.5).
+
+    Attempt n (from 0) waits ``min(first * 2**n, most)``, moved up or down by up to ``jitter`` of itself, as the
+    client's ``Backoff`` does; `reset` after a session that worked."""
+
+    def __init__(
+        self, first: float = 1.0, most: float = 5.0, jitter: float = 0.5, rng: random.Random | None = None
+    ) -> None:
+        self.first = first
+        self.most = most
+        self.jitter = jitter
+        self.rng = rng or random.Random()
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        delay = self.first * 2**self.attempts
+        self.attempts += 1
+        if self.jitter:
+            deviation = self.rng.random() * self.jitter * delay
+            delay = delay - deviation if int(self.rng.random() * 10) & 1 == 0 else delay + deviation
+        return float(min(delay, self.most))
+
+    def reset(self) -> None:
+        self.attempts = 0
 
 
 class _LibraryLog(logging.LoggerAdapter[logging.Logger]):
@@ -89,15 +123,30 @@ class SimulatedClient:
             requests.cookies.RequestsCookieJar() if keep_cookies else None
         )
 
-    def run_session(self, mode: Mode, *, calls: int = 3, call_interval: float = 0.2) -> SessionRecord:
+    def run_session(
+        self,
+        mode: Mode,
+        *,
+        calls: int = 3,
+        call_interval: float = 0.2,
+        length: float = 0.0,
+        should_stop: Callable[[], bool] | None = None,
+        retry: int = 0,
+    ) -> SessionRecord:
         """Run one session (connect, ``calls`` whoami calls and an echo, disconnect) and return its record.
 
-        Also given to ``sink``. A session that fails (refused, wrong pod, no ack) is a finished record too, with
-        its ``error``; only a `SetupError` (the machine cannot run the client) is raised."""
-        record = SessionRecord(client=self.client_id, source=self.source, mode=mode, started=time.time())
+        With ``length`` > 0 the session stays connected that long, its calls spread over it; ``should_stop`` is
+        asked while it idles and ends it early, cleanly (the run is over). ``retry`` is how many broken sessions
+        came just before this one (it is a reconnection). Also given to ``sink``. A session that fails (refused,
+        wrong pod, no ack, lost while idle) is a finished record too, with its ``error``; only a `SetupError` (the
+        machine cannot run the client) is raised."""
+        record = SessionRecord(client=self.client_id, source=self.source, mode=mode, started=time.time(), retry=retry)
         session = _Session(self, record)
         try:
-            session.run(calls, call_interval)
+            if length > 0:
+                session.run_long(calls, length, should_stop or (lambda: False))
+            else:
+                session.run(calls, call_interval)
         except SetupError:
             session.close()
             raise
@@ -123,6 +172,8 @@ class _Session:
         self.connect_error: str | None = None
         self.upgrade_failed = False
         self.transport_failed = False  # a poll or POST failed: python-engineio has ended one of its loops
+        self.transport_error: str | None = None  # what the first failed poll or POST saw
+        self.disconnect_reason: str | None = None
         self.recorder = ExchangeRecorder(client.client_id, client.source, self._add)
         self.http = open_http_session(self.recorder)
         if client.cookies is not None:
@@ -149,6 +200,7 @@ class _Session:
             if exchange.kind is ExchangeKind.UPGRADE and exchange.status != 101:
                 self.upgrade_failed = True
         if exchange.error is not None and exchange.kind in (ExchangeKind.POLL, ExchangeKind.POST):
+            self.transport_error = self.transport_error or f"{exchange.kind.value} {exchange.status}: {exchange.error}"
             self.transport_failed = True
             self.changed.set()
         if self.client.on_exchange is not None:
@@ -164,7 +216,9 @@ class _Session:
         self.connect_error = str(data) if data is not None else "refused"
         self.changed.set()
 
-    def _on_disconnect(self, *_: Any) -> None:
+    def _on_disconnect(self, *args: Any) -> None:
+        if args and self.disconnect_reason is None:
+            self.disconnect_reason = str(args[0])
         self.disconnected = True
         self.changed.set()
 
@@ -192,28 +246,9 @@ class _Session:
     # the session
 
     def run(self, calls: int, call_interval: float) -> None:
-        record = self.record
-        timeout = self.client.timeout
-        try:
-            self.sio.connect(
-                self.client.url,
-                transports=TRANSPORTS[record.mode],
-                namespaces=["/"],
-                wait=False,
-                retry=False,
-            )
-        except socketio.exceptions.ConnectionError as exc:
-            record.error = f"connect failed: {exc}"
+        if not self._connect():
             return
         sid = self.sio.eio.sid
-        with self.lock:
-            record.sid = record.sid or sid
-        if not self._wait(lambda: "/" in self.sio.namespaces, timeout):
-            record.error = self._why_not_connected(timeout)
-            return
-        record.connected = True
-        if record.mode is Mode.UPGRADE:
-            self._wait_for_upgrade()
         for n in range(calls):
             if n:
                 time.sleep(call_interval)
@@ -226,6 +261,75 @@ class _Session:
                 return
         payload = f"{self.client.client_id}/{sid}/echo"
         self._call("echo", payload, sid, expect=payload)
+
+    def run_long(self, calls: int, length: float, should_stop: Callable[[], bool]) -> None:
+        """A session that lives ``length`` seconds: its calls (and the closing echo) spread evenly over it, idle in
+        between; ends early, without an error, when ``should_stop()``."""
+        if not self._connect():
+            return
+        begin = time.monotonic()
+        sid = self.record.sid
+        for n in range(calls + 1):
+            if not self._idle_until(begin + length * (n + 1) / (calls + 2), should_stop):
+                return
+            if n == calls:
+                payload = f"{self.client.client_id}/{sid}/echo"
+                ok = self._call("echo", payload, sid, expect=payload)
+            elif self.client.whoami:
+                ok = self._call("whoami", None, sid)
+            else:
+                payload = f"{self.client.client_id}/{sid}/{n}"
+                ok = self._call("echo", payload, sid, expect=payload)
+            if not ok:
+                return
+        self._idle_until(begin + length, should_stop)
+
+    def _idle_until(self, deadline: float, should_stop: Callable[[], bool]) -> bool:
+        """Stay connected until ``deadline``: True then; False when the session broke (its error recorded) or
+        was asked to stop."""
+        while True:
+            self.changed.clear()
+            if self._broken():
+                self.record.error = self.record.error or self._why_broken()
+                return False
+            if should_stop():
+                self.record.stopped = True
+                return False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return True
+            self.changed.wait(min(remaining, IDLE_TICK))
+
+    def _why_broken(self) -> str:
+        if self.transport_error is not None:
+            return f"connection lost while idle: {self.transport_error}"
+        reason = f" ({self.disconnect_reason})" if self.disconnect_reason else ""
+        return f"connection lost while idle: disconnected{reason}"
+
+    def _connect(self) -> bool:
+        """Connect and wait for the Socket.IO connect (and the upgrade); False (error recorded) if it failed."""
+        record = self.record
+        timeout = self.client.timeout
+        try:
+            self.sio.connect(
+                self.client.url,
+                transports=TRANSPORTS[record.mode],
+                namespaces=["/"],
+                wait=False,
+                retry=False,
+            )
+        except socketio.exceptions.ConnectionError as exc:
+            record.error = f"connect failed: {exc}"
+            return False
+        with self.lock:
+            record.sid = record.sid or self.sio.eio.sid
+        if not self._wait(lambda: "/" in self.sio.namespaces, timeout):
+            record.error = self._why_not_connected(timeout)
+            return False
+        record.connected = True
+        if record.mode is Mode.UPGRADE:
+            self._wait_for_upgrade()
+        return True
 
     def _why_not_connected(self, timeout: float) -> str:
         if self.connect_error is not None:

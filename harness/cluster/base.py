@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from harness.topology import Topology
 
-__all__ = ["Cluster", "Component", "Pod"]
+__all__ = ["Cluster", "Component", "Pod", "ProcessExit"]
 
 Component = Literal["app", "tier"]
 
@@ -38,6 +38,16 @@ class Pod:
             "port": self.port,
             "ready": self.ready,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessExit:
+    """A process of the cluster that exited without being asked to."""
+
+    name: str  # the pod's name, or the piece's ("netd")
+    component: str  # "app" | "tier": a pod (the system under test); "harness": the harness's own machinery
+    status: int | None  # exit status; negative: the signal that killed it
+    at: float  # wall-clock seconds when it was seen gone
 
 
 class Cluster(ABC):
@@ -82,6 +92,20 @@ class Cluster(ABC):
     @abstractmethod
     def set_node_in_balancer(self, node: str, enabled: bool) -> None:
         """Take a node out of the load balancer's rotation, or put it back."""
+
+    def unplanned_exits(self) -> list[ProcessExit]:
+        """Processes that exited since the last call without being stopped on purpose. A pod among them is taken
+        out of its endpoints, as a pod that fails its readiness is. Backends that cannot tell return []."""
+        return []
+
+    def pod_answers(self, pod: Pod) -> bool | None:
+        """Whether ``pod`` answers an Engine.IO handshake sent straight to it; None when this backend cannot
+        reach pods directly."""
+        return None
+
+    def node_in_balancer(self, node: str) -> bool | None:
+        """Whether the load balancer has ``node`` in its rotation (not taken out); None when it cannot tell."""
+        return None
 
     @abstractmethod
     def status(self) -> dict[str, Any]:

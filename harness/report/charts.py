@@ -2,10 +2,11 @@
 
 A report is opened from a CI artefact, a laptop without network, or a file attached to an issue: it must carry
 its pictures inside. Charting libraries either load JavaScript from a CDN or pull in a plotting stack far larger
-than the two charts a run needs, so this module draws them itself: stacked bars per time bucket (sessions per
-pod, violations and disruptions) and lines (latency percentiles), both with vertical event markers. Every mark
-has an SVG ``<title>``, which browsers show as a tooltip without any script. Text is escaped; output is a plain
-``<svg>`` element string for embedding in HTML (no XML namespace or external reference).
+than the few charts a run needs, so this module draws them itself: stacked bars per time bucket (sessions started
+per pod, violations and disruptions), stacked areas (sessions live per pod) and lines (latency percentiles), all
+with vertical event markers. Every mark has an SVG ``<title>``, which browsers show as a tooltip without any
+script. Text is escaped; output is a plain ``<svg>`` element string for embedding in HTML (no XML namespace or
+external reference).
 """
 
 from __future__ import annotations
@@ -15,7 +16,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from html import escape
 
-__all__ = ["CHART_CSS", "PALETTE", "Line", "Marker", "color_for", "line_chart", "nice_ticks", "stacked_bars"]
+__all__ = [
+    "CHART_CSS",
+    "PALETTE",
+    "Line",
+    "Marker",
+    "color_for",
+    "line_chart",
+    "nice_ticks",
+    "stacked_area",
+    "stacked_bars",
+]
 
 # Tableau 10 (distinguishable; the order keeps neighbours apart), then ten darker or lighter companions
 PALETTE = (
@@ -261,6 +272,70 @@ def stacked_bars(
                 f'fill="{colors[name]}"><title>{escape(tip)}</title></rect>'
             )
             base += value
+    frame.markers(markers)
+    frame.legend()
+    return frame.render(body)
+
+
+def stacked_area(
+    starts: Sequence[float],
+    bucket_s: float,
+    layers: Mapping[str, Sequence[float]],
+    *,
+    colors: Mapping[str, str],
+    title: str,
+    y_label: str,
+    markers: Sequence[Marker] = (),
+    unit: str = "",
+    width: int = 960,
+    height: int = 260,
+    empty_text: str = "nothing recorded",
+) -> str:
+    """Layers stacked as areas (a layer per key, in order from the bottom) through the middle of each bucket, for
+    values that are means over a bucket; held flat to the first and last bucket's edges. An invisible column per
+    bucket carries the tooltip: every non-zero layer's value in that bucket."""
+    count = len(starts)
+    totals = [sum(values[i] for values in layers.values()) for i in range(count)]
+    if not starts or not any(totals):
+        return _empty(title, width, empty_text)
+    end = starts[-1] + bucket_s
+    frame = _Frame(
+        width=width,
+        height=height,
+        x_range=(starts[0], end),
+        y_max=max(totals),
+        title=title,
+        y_label=y_label,
+        legend=[(name, colors[name]) for name in layers],
+    )
+    frame.axes()
+    xs = [starts[0], *(start + bucket_s / 2 for start in starts), end]
+    body: list[str] = []
+    base = [0.0] * count
+    for name, values in layers.items():
+        if not any(values[i] for i in range(count)):
+            continue
+        top = [base[i] + values[i] for i in range(count)]
+        upper = [top[0], *top, top[-1]]
+        lower = [base[0], *base, base[-1]]
+        coords = [f"{frame.sx(x):.1f},{frame.sy(y):.1f}" for x, y in zip(xs, upper, strict=True)]
+        coords += [f"{frame.sx(x):.1f},{frame.sy(y):.1f}" for x, y in zip(reversed(xs), reversed(lower), strict=True)]
+        body.append(
+            f'<polygon points="{" ".join(coords)}" fill="{colors[name]}" fill-opacity="0.8" '
+            f'stroke="{colors[name]}" stroke-width="1"><title>{escape(name)}</title></polygon>'
+        )
+        base = top
+    _, plot_top, _, plot_bottom = frame.plot
+    column_w = frame.sx(bucket_s) - frame.sx(0.0)
+    for i, start in enumerate(starts):
+        parts = ", ".join(f"{name} {_fmt(v[i])}" for name, v in layers.items() if v[i])
+        tip = f"{_fmt_time(start)} to {_fmt_time(start + bucket_s)}: {_fmt(totals[i])}{unit}" + (
+            f" ({parts})" if parts else ""
+        )
+        body.append(
+            f'<rect x="{frame.sx(start):.1f}" y="{plot_top}" width="{column_w:.1f}" height="{plot_bottom - plot_top}" '
+            f'fill="#000" fill-opacity="0"><title>{escape(tip)}</title></rect>'
+        )
     frame.markers(markers)
     frame.legend()
     return frame.render(body)

@@ -23,7 +23,7 @@ from harness.checks.scaling import assign_disruptions
 from harness.client.records import SessionRecord, apply_aliases, load_aliases
 from harness.errors import UsageError
 from harness.events import EventRecord, read_event_records
-from harness.report.charts import CHART_CSS, Line, Marker, color_for, line_chart, stacked_bars
+from harness.report.charts import CHART_CSS, Line, Marker, color_for, line_chart, stacked_area, stacked_bars
 from harness.report.junit import check_matches
 from harness.report.series import LatencySeries, Timeline, event_moves, read_latency_series, timeline
 
@@ -45,6 +45,7 @@ _FILE_PATTERNS = (
 )
 _VIOLATION_COLORS = {"violations": "#e15759", "disrupted by events": "#f28e2b", "never reached a pod": "#9c9c9c"}
 _PERCENTILES = ((50.0, "p50", "#4e79a7"), (90.0, "p90", "#f28e2b"), (99.0, "p99", "#e15759"))
+_BROKEN_KINDS = {"wrong_pod": "wrong pod", "reset": "reset", "timeout": "timeout", "other": "other"}
 
 
 @dataclass
@@ -160,12 +161,79 @@ def _continuity_text(figures: dict[str, Any]) -> str:
 
 def _event_details(event: EventRecord, report: dict[str, Any]) -> str:
     """What the reading leaves out: which pods went and came, how long the event took, the slowest recovery."""
+    if not event.planned:
+        parts = [f"{event.target} exited without being asked to"]
+        if event.removed:
+            parts.append(f"removed: {', '.join(event.removed)}")
+        return "; ".join(parts)
     parts = [f"removed: {', '.join(event.removed) or 'none'}", f"added: {', '.join(event.added) or 'none'}"]
     parts.append(f"the event took {event.ended - event.started:.1f} s")
     recovery = (report.get("recovery_s") or {}).get("p99")
     if recovery is not None:
         parts.append(f"slowest recovery (p99) {recovery:g} s")
     return "; ".join(parts)
+
+
+def _event_reading(report: dict[str, Any], unplanned: dict[str, Any]) -> str:
+    """The scaling report's reading of an event; for an unplanned exit, the reading of the exit first."""
+    return str(unplanned.get("reading") or report.get("reading") or "")
+
+
+def _seconds(value: Any) -> str:
+    return f"{round(value, 3):g} s" if isinstance(value, int | float) else "n/a"
+
+
+def _event_facts(event: EventRecord, report: dict[str, Any]) -> list[tuple[str, str]]:
+    """The scaling report's figures about the sessions an event broke and how load settled, for the ones the
+    summary carries (older runs carry none of them)."""
+    facts: list[tuple[str, str]] = []
+    live = report.get("live_at_event")
+    if live is not None:
+        facts.append(("sessions live at the event", str(live)))
+    broken = report.get("broken")
+    if isinstance(broken, dict):
+        order = [*(k for k in _BROKEN_KINDS if k in broken), *(k for k in broken if k not in _BROKEN_KINDS)]
+        text = ", ".join(f"{_BROKEN_KINDS.get(k, k)} {broken[k]}" for k in order if broken[k])
+        facts.append(("live sessions it broke", text or "none"))
+    reconnect = report.get("reconnect_s")
+    if isinstance(reconnect, dict):
+        if reconnect.get("p50") is None and reconnect.get("p99") is None:
+            text = "none measured"
+        else:
+            text = f"p50 {_seconds(reconnect.get('p50'))}, p99 {_seconds(reconnect.get('p99'))}"
+        facts.append(("break to the client's next connected session", text))
+    if "new_pods_half_share_s" in report and (event.added or report["new_pods_half_share_s"] is not None):
+        half = report["new_pods_half_share_s"]
+        text = "not reached" if half is None else f"{_seconds(half)} after the event"
+        facts.append(("new pods at half their fair share of live sessions", text))
+    if report.get("unreached"):
+        facts.append(("new pods alive but reached by no probe", ", ".join(map(str, report["unreached"]))))
+    if report.get("observed"):
+        facts.append(("observed as done", str(report["observed"])))
+    if report.get("why"):
+        facts.append(("why", str(report["why"])))
+    return facts
+
+
+def _unplanned_view(summary: dict[str, Any]) -> list[dict[str, str]]:
+    """The exits nobody asked for (``summary["unplanned"]``), as table rows."""
+    rows = []
+    for exit_ in summary.get("unplanned") or []:
+        if not isinstance(exit_, dict):
+            continue
+        status = exit_.get("exit_status")
+        rows.append(
+            {
+                "id": str(exit_.get("id", "")),
+                "what": str(exit_.get("what", "")),
+                "at": f"{exit_['at_s']:.1f} s" if isinstance(exit_.get("at_s"), int | float) else "unknown",
+                "status": "unknown" if status is None else str(status),
+                "blame": str(exit_.get("blame", "")),
+                "disrupted": str(exit_.get("disrupted_sessions", "")),
+                "reading": str(exit_.get("reading") or ""),
+            }
+        )
+    return rows
 
 
 def _markers(tl: Timeline) -> list[Marker]:
@@ -190,6 +258,23 @@ def _sessions_chart(tl: Timeline, removed: set[str]) -> str:
         markers=_markers(tl),
         unit=" sessions",
         empty_text="no session reached a pod",
+    )
+
+
+def _live_chart(tl: Timeline, removed: set[str]) -> str:
+    names = _pod_names(tl, removed)
+    layers = {names[pod]: tl.live_per_pod.get(pod, [0.0] * len(tl.starts)) for pod in tl.started_per_pod}
+    colors = {names[pod]: color_for(i) for i, pod in enumerate(tl.started_per_pod)}
+    return stacked_area(
+        tl.starts,
+        tl.bucket_s,
+        layers,
+        colors=colors,
+        title=f"Live sessions per pod (mean concurrent sessions per {tl.bucket_s:g} s bucket)",
+        y_label="live sessions",
+        markers=_markers(tl),
+        unit=" live sessions",
+        empty_text="no session was live on a pod",
     )
 
 
@@ -236,9 +321,11 @@ def _latency_charts(series: LatencySeries | None, tl: Timeline) -> list[Markup]:
 def _moves_view(data: RunData) -> list[dict[str, Any]]:
     reports = {r.get("id"): r for r in data.summary.get("events", [])}
     t0 = min([s.started for s in data.sessions] + [e.started for e in data.events], default=0.0)
+    unplanned = {u.get("id"): u for u in data.summary.get("unplanned") or [] if isinstance(u, dict)}
     views = []
     for event, moves in zip(data.events, event_moves(data.sessions, data.events), strict=True):
-        rows, columns = moves.pods()
+        exited = not event.planned  # an unplanned exit: listed, but nobody moved clients on purpose
+        rows, columns = ([], []) if exited else moves.pods()
         biggest = max([n for row in moves.moves.values() for n in row.values()], default=1)
         matrix = []
         for pod in rows:
@@ -254,11 +341,13 @@ def _moves_view(data: RunData) -> list[dict[str, Any]]:
                 "id": event.id,
                 "label": event.label,
                 "at": f"{event.started - t0:.1f}",
+                "exited": exited,
                 "removed": event.removed,
                 "added": event.added,
                 "error": event.error,
-                "reading": report.get("reading", ""),
+                "reading": _event_reading(report, unplanned.get(event.id, {}) if exited else {}),
                 "details": _event_details(event, report),
+                "facts": _event_facts(event, report),
                 "columns": [{"pod": c, "added": c in event.added} for c in columns],
                 "matrix": matrix,
                 "compared": moves.compared,
@@ -316,17 +405,21 @@ def render_html(data: RunData) -> str:
     removed = set(s.get("removed_pods", []))
     tl = timeline(data.sessions, data.events, pods=s.get("pods", []))
     ok = s.get("exit_code", 1) == 0
+    failure = s.get("harness_failure") or None
     checks = _checks_view(s)
     continuity = s.get("checks", {}).get("continuity", {}).get("figures", {})
     context = {
         "s": s,
-        "ok": ok,
-        "verdict_word": "AS EXPECTED" if ok else "NOT AS EXPECTED",
-        "verdict_line": s.get("verdict", ""),
+        "verdict_css": "unjudged" if failure else "ok" if ok else "bad",
+        "verdict_word": "NOT JUDGED" if failure else "AS EXPECTED" if ok else "NOT AS EXPECTED",
+        "verdict_line": "the harness failed, so the run was not judged" if failure else s.get("verdict", ""),
+        "harness_failure": failure,
+        "unplanned": _unplanned_view(s),
         "checks": checks,
         "meta": _meta_view(data),
         "notes": [*s.get("notes", []), *data.problems],
         "events": [{"id": eid, "at": f"{x:.1f}", "label": label} for x, eid, label in tl.markers],
+        "live_chart": Markup(_live_chart(tl, removed)),
         "sessions_chart": Markup(_sessions_chart(tl, removed)),
         "violations_chart": Markup(_violations_chart(tl)),
         "continuity_text": _continuity_text(continuity),
@@ -354,7 +447,7 @@ _CSS = """
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #222; margin: 0 auto;
   max-width: 1000px; padding: 0 16px 40px; }
 header.verdict { padding: 14px 18px; border-radius: 0 0 8px 8px; color: #fff; }
-header.ok { background: #1b7f3b; } header.bad { background: #b3261e; }
+header.ok { background: #1b7f3b; } header.bad { background: #b3261e; } header.unjudged { background: #4a4a4a; }
 header .big { font-size: 30px; font-weight: 700; letter-spacing: .5px; }
 header .sub { opacity: .92; }
 header ul { list-style: none; padding: 0; margin: 8px 0 0; display: flex; flex-wrap: wrap; gap: 8px; }
@@ -375,6 +468,14 @@ td.forced { background: rgba(242,142,43,var(--a)); }
 ul.ex { margin: 2px 0 6px; font-size: 13px; color: #444; }
 code { font-size: 12.5px; }
 div.scroll { overflow-x: auto; }
+section.alarm { border: 2px solid #b3261e; background: #fdecea; border-radius: 8px; padding: 4px 16px 10px;
+  margin: 14px 0; }
+section.alarm h2 { color: #b3261e; border-bottom-color: #f3b4ae; margin-top: 10px; }
+section.alarm p.failure { font-size: 16px; font-weight: 600; color: #7a1a14; }
+section.alarm table { background: #fff; }
+dl.facts { display: grid; grid-template-columns: max-content 1fr; gap: 1px 12px; margin: 4px 0 8px;
+  font-size: 13px; }
+dl.facts dt { color: #666; } dl.facts dd { margin: 0; }
 """
 
 _TEMPLATE = _ENV.from_string(
@@ -387,7 +488,7 @@ _TEMPLATE = _ENV.from_string(
 <style>{{ css }}</style>
 </head>
 <body>
-<header class="verdict {{ 'ok' if ok else 'bad' }}" id="verdict">
+<header class="verdict {{ verdict_css }}" id="verdict">
 <div class="big">{{ verdict_word }}</div>
 <div class="sub">{{ s.get("topology", "?") }}: {{ verdict_line }} (exit code {{ s.get("exit_code", "?") }})</div>
 <ul>
@@ -396,6 +497,25 @@ _TEMPLATE = _ENV.from_string(
 {% endfor %}
 </ul>
 </header>
+{% if harness_failure or unplanned %}
+<section id="trouble" class="alarm">
+{% if harness_failure %}
+<h2>Harness failure: this run was not judged</h2>
+<p class="failure">{{ harness_failure }}</p>
+<p>The harness's own machinery failed, so the checks below do not say whether the system under test works.</p>
+{% endif %}
+{% if unplanned %}
+<h2>Exits nobody asked for</h2>
+<div class="scroll"><table class="unplanned">
+<tr><th>id</th><th>process</th><th>at</th><th>exit status</th><th>blame</th><th>sessions disrupted</th>
+<th>reading</th></tr>
+{% for u in unplanned %}<tr><td>{{ u.id }}</td><td>{{ u.what }}</td><td class="num">{{ u.at }}</td>
+<td class="num">{{ u.status }}</td><td>{{ u.blame }}</td><td class="num">{{ u.disrupted }}</td>
+<td>{{ u.reading }}</td></tr>
+{% endfor %}</table></div>
+{% endif %}
+</section>
+{% endif %}
 <dl class="meta">
 {% for k, v in meta %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}
 </dl>
@@ -422,6 +542,7 @@ control that fails as expected is green.</p>
 
 <section id="sessions-per-pod">
 <h2>Sessions per pod over time</h2>
+{{ live_chart }}
 {{ sessions_chart }}
 {% if events %}<p class="muted">Dashed lines mark events:
 {% for e in events %}<b>{{ e.id }}</b> at {{ e.at }} s: {{ e.label }}{{ "; " if not loop.last }}{% endfor %}</p>
@@ -441,7 +562,11 @@ control that fails as expected is green.</p>
 {% if m.error %}<p class="note">the event failed: {{ m.error }}</p>{% endif %}
 <p>{{ m.reading }}</p>
 <p class="muted">{{ m.details }}</p>
-{% if m.matrix %}
+{% if m.facts %}<dl class="facts">
+{% for k, v in m.facts %}<dt>{{ k }}</dt><dd>{{ v }}</dd>{% endfor %}
+</dl>{% endif %}
+{% if m.exited %}<p class="muted">an exit nobody asked for: no move matrix (clients were not moved on purpose).</p>
+{% elif m.matrix %}
 <div class="scroll"><table class="moves"><tr><th>pod before ↓ / after →</th>
 {% for c in m.columns %}<th>{{ c.pod }}{{ " (new)" if c.added }}</th>{% endfor %}</tr>
 {% for row in m.matrix %}<tr><th>{{ row.pod }}{{ " (removed)" if row.removed }}</th>

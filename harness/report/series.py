@@ -1,11 +1,11 @@
 """Time series of a run, from its records: what the report draws over time.
 
-The summary says what happened over the whole run; people ask *when*. Sessions per pod per time bucket show
-load moving when pods come and go, violations and disruptions per bucket show whether breakage follows an
-event or runs throughout, and the clients' moves at each event show where load went. Latency is the one series
-that cannot be rebuilt from session records (they keep no per-exchange latencies), so the load generators keep
-a `LatencySeries` themselves: one mergeable `Histogram` per name per wall-clock bucket, written as JSON next to
-the whole-run histograms and merged across processes like them.
+The summary says what happened over the whole run; people ask *when*. Sessions started and sessions live
+(concurrent) per pod per time bucket show load moving when pods come and go, violations and disruptions per
+bucket show whether breakage follows an event or runs throughout, and the clients' moves at each event show where
+load went. Latency is the one series that cannot be rebuilt from session records (they keep no per-exchange
+latencies), so the load generators keep a `LatencySeries` themselves: one mergeable `Histogram` per name per
+wall-clock bucket, written as JSON next to the whole-run histograms and merged across processes like them.
 """
 
 from __future__ import annotations
@@ -171,6 +171,8 @@ class Timeline:
     disruptions: list[int] = field(default_factory=list)  # by end time
     errors: list[int] = field(default_factory=list)  # sessions that never reached a pod, by end time
     markers: list[tuple[float, str, str]] = field(default_factory=list)  # (seconds since t0, id, label)
+    # time-weighted mean of the sessions live on each pod (by handshake pod) during each bucket
+    live_per_pod: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def end(self) -> float:
@@ -183,6 +185,37 @@ class Timeline:
 def _origin(sessions: Sequence[SessionRecord], events: Sequence[EventRecord], extra: Iterable[float]) -> float | None:
     times = [s.started for s in sessions] + [e.started for e in events] + list(extra)
     return min(times) if times else None
+
+
+def _live(
+    spans: Iterable[tuple[str, float, float]], pods: Sequence[str], count: int, width: float
+) -> dict[str, list[float]]:
+    """Per pod, the time-weighted mean number of live sessions in each of ``count`` buckets of ``width`` seconds,
+    from (pod, start, end) spans in seconds since the first bucket's start. In O(spans + pods * buckets): a span
+    adds its partial overlaps to its first and last buckets and marks the full buckets between in a difference
+    array, so a session live for the whole run costs no more than a short one."""
+    partial = {pod: [0.0] * count for pod in pods}
+    full = {pod: [0] * (count + 1) for pod in pods}
+    for pod, start, end in spans:
+        end = min(max(end, start), count * width)
+        if end <= start:
+            continue
+        first, last = min(count - 1, int(start // width)), min(count - 1, int(end // width))
+        if first == last:
+            partial[pod][first] += (end - start) / width
+            continue
+        partial[pod][first] += ((first + 1) * width - start) / width
+        partial[pod][last] += (end - last * width) / width
+        full[pod][first + 1] += 1
+        full[pod][last] -= 1
+    out = {}
+    for pod in pods:
+        running, row = 0, partial[pod]
+        for i in range(count):
+            running += full[pod][i]
+            row[i] += running
+        out[pod] = row
+    return out
 
 
 def timeline(
@@ -211,9 +244,11 @@ def timeline(
     order = sorted({*pods, *(s.pod for s in sessions if s.pod is not None)}, key=natural_key)
     per_pod = {pod: [0] * count for pod in order}
     tl = Timeline(t0, width, starts, per_pod, [0] * count, [0] * count, [0] * count)
+    spans: list[tuple[str, float, float]] = []  # (pod, live from, live until) in seconds since t0
     for s in sessions:
         if s.pod is not None:
             per_pod[s.pod][index(s.started)] += 1
+            spans.append((s.pod, s.started - t0, (s.ended or s.started) - t0))
         seen = index(s.ended or s.started)
         if s.disrupted_by is not None:
             tl.disruptions[seen] += 1
@@ -222,6 +257,7 @@ def timeline(
         elif s.violation is not None:
             tl.violations[seen] += 1
     tl.markers = [(e.started - t0, e.id, e.label) for e in events]
+    tl.live_per_pod = _live(spans, order, count, width)
     return tl
 
 
@@ -255,22 +291,27 @@ class EventMoves:
 
 
 def event_moves(sessions: Sequence[SessionRecord], events: Sequence[EventRecord]) -> list[EventMoves]:
-    """Per event, the same comparison as the scaling report: a client's last good session before the event
-    against its first good session after it settled (and before the next event)."""
+    """Per timeline entry, the same comparison as the scaling report: a client's home before a planned event (its
+    last session started before it that worked or that the event broke; ``disrupted_by`` already assigned) against
+    its first good session after the event settled and before the next planned event. An unplanned exit moves
+    nobody on purpose: its entry has no moves."""
     by_client: dict[str, list[SessionRecord]] = {}
     for s in sorted(sessions, key=lambda s: s.started):
-        if _good(s):
+        if s.pods:
             by_client.setdefault(s.client, []).append(s)
+    planned = [e for e in events if e.planned]
+    window_ends = {e.id: planned[i + 1].started if i + 1 < len(planned) else math.inf for i, e in enumerate(planned)}
     out = []
-    for i, event in enumerate(events):
-        window_end = events[i + 1].started if i + 1 < len(events) else math.inf
+    for event in events:
         moves: dict[str, dict[str, int]] = {}
-        for history in by_client.values():
-            earlier = [s for s in history if s.started < event.started]
-            later = [s for s in history if event.ended + SLACK <= s.started < window_end]
-            if earlier and later:
-                row = moves.setdefault(earlier[-1].pods[0], {})
-                after = later[0].pods[0]
-                row[after] = row.get(after, 0) + 1
+        if event.planned:
+            window_end = window_ends[event.id]
+            for history in by_client.values():
+                earlier = [s for s in history if s.started < event.started and (_good(s) or s.disrupted_by == event.id)]
+                later = [s for s in history if _good(s) and event.ended + SLACK <= s.started < window_end]
+                if earlier and later:
+                    row = moves.setdefault(earlier[-1].pods[0], {})
+                    after = later[0].pods[0]
+                    row[after] = row.get(after, 0) + 1
         out.append(EventMoves(event.id, event.label, list(event.removed), list(event.added), moves))
     return out

@@ -1,9 +1,10 @@
 """Run directories built by hand for the report tests: session and event records, latency histograms and series,
 and a summary written by the real `harness.runs.judge`, so that the report reads exactly what a run leaves.
 
-Four runs: one with scale events (nginx-hash, scale 3 → 5, then a pod killed), a lucky pass of the seed recipe
-(every session on one pod), a failing negative control (no-affinity, sessions served by several pods), and an
-empty one (no session at all).
+Five runs: one with scale events (nginx-hash, scale 3 → 5, then a pod killed), the same with an exit nobody asked
+for and a harness failure (the summary keys a newer harness writes), a lucky pass of the seed recipe (every session
+on one pod), a failing negative control (no-affinity, sessions served by several pods), and an empty one (no
+session at all).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from harness.client.records import Mode, SessionRecord, write_session
 from harness.events import EventRecord
@@ -93,6 +95,7 @@ def write_run(
     *,
     events: Sequence[EventRecord] = (),
     latency: dict[str, list[tuple[float, float]]] | None = None,
+    harness_failure: str | None = None,
 ) -> Path:
     run_dir = reports / name
     run_dir.mkdir(parents=True)
@@ -113,7 +116,8 @@ def write_run(
         "ended": T0 + DURATION,
         "report_dir": str(run_dir),
     }
-    judge(run_dir, load_topology(topology), backend="local", pods=pods, meta=meta, reports_dir=reports)
+    topo = load_topology(topology)
+    judge(run_dir, topo, backend="local", pods=pods, meta=meta, reports_dir=reports, harness_failure=harness_failure)
     return run_dir
 
 
@@ -130,8 +134,8 @@ def _latency(spikes: Sequence[float], base_ms: float = 3.0) -> dict[str, list[tu
     return out
 
 
-def scaling_run(reports: Path, name: str = "20240101-000000-nginx-hash-aaaa") -> Path:
-    """nginx-hash: 40 clients on 3 pods, scaled to 5 at 30 s, app-1 killed (replaced by app-5) at 60 s."""
+def _scaling_records() -> tuple[list[SessionRecord], list[EventRecord]]:
+    """40 clients on 3 pods, scaled to 5 at 30 s, app-1 killed (replaced by app-5) at 60 s."""
     e1 = event_record(
         "e1", 30.0, "30s scale app 5", "scale", ["app-0", "app-1", "app-2"], [f"app-{i}" for i in range(5)]
     )
@@ -152,8 +156,82 @@ def scaling_run(reports: Path, name: str = "20240101-000000-nginx-hash-aaaa") ->
                 sessions.append(session(client, [pod, "app-3"], t))  # endpoints were being updated
             else:
                 sessions.append(session(client, [pod], t))
-    pods = e2.pods_after
-    return write_run(reports, name, "nginx-hash", sessions, pods, events=[e1, e2], latency=_latency([30.0, 60.0]))
+    return sessions, [e1, e2]
+
+
+def scaling_run(reports: Path, name: str = "20240101-000000-nginx-hash-aaaa") -> Path:
+    """nginx-hash: 40 clients on 3 pods, scaled to 5 at 30 s, app-1 killed (replaced by app-5) at 60 s."""
+    sessions, events = _scaling_records()
+    pods = events[-1].pods_after
+    return write_run(reports, name, "nginx-hash", sessions, pods, events=events, latency=_latency([30.0, 60.0]))
+
+
+HARNESS_FAILURE = "event 60s kill app did not take effect: app-5 never answered a handshake"
+UNPLANNED: list[dict[str, Any]] = [
+    {
+        "id": "x1",
+        "what": "app-2",
+        "at_s": 45.0,
+        "exit_status": 137,
+        "blame": "system under test",
+        "disrupted_sessions": 4,
+        "reading": "app-2 was killed by the kernel (out of memory) under load",
+    },
+    {
+        "id": "x2",
+        "what": "netd",
+        "at_s": None,
+        "exit_status": None,
+        "blame": "harness",
+        "disrupted_sessions": 0,
+        "reading": "the network daemon went away; its exit status was not collected",
+    },
+]
+EVENT_FACTS: dict[str, dict[str, Any]] = {
+    "e1": {
+        "live_at_event": 38,
+        "broken": {"wrong_pod": 3, "reset": 2, "timeout": 0, "other": 1},
+        "reconnect_s": {"p50": 0.25, "p99": 1.5},
+        "new_pods_half_share_s": 4.5,
+        "observed": "app-3, app-4 answered a handshake through the entry",
+        "why": None,
+    },
+    "e2": {
+        "live_at_event": 40,
+        "broken": {"reset": 0},
+        "reconnect_s": {"p50": None, "p99": None},
+        "new_pods_half_share_s": None,
+        "observed": None,
+        "why": "app-5 never became ready, so the entry kept sending its share elsewhere",
+    },
+}
+
+
+def troubled_run(reports: Path, name: str = "20240101-000400-nginx-hash-ffff") -> Path:
+    """The scaling run with an exit nobody asked for (app-2 at 45 s) in its timeline and a harness failure, judged;
+    then the unplanned exits and per-event facts of its summary set to known values (some of them None, as a
+    harness writes them when it could not tell)."""
+    sessions, (e1, e2) = _scaling_records()
+    exited = event_record("x1", 45.0, "app-2 exited (status 137)", "exit", e1.pods_after, e1.pods_after)
+    exited.target, exited.ended, exited.exit_status, exited.blame = "app-2", exited.started, 137, "system under test"
+    run_dir = write_run(
+        reports,
+        name,
+        "nginx-hash",
+        sessions,
+        e2.pods_after,
+        events=[e1, exited, e2],
+        latency=_latency([30.0, 60.0]),
+        harness_failure=HARNESS_FAILURE,
+    )
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    assert summary["harness_failure"] == HARNESS_FAILURE and summary["exit_code"] == 2
+    summary["unplanned"] = UNPLANNED
+    for report in summary["events"]:
+        report.update(EVENT_FACTS.get(report["id"], {}))
+    path.write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return run_dir
 
 
 def lucky_run(reports: Path, name: str = "20240101-000100-seed-bbbb", topology: str = "seed") -> Path:

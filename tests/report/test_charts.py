@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from harness.report.charts import Line, Marker, color_for, line_chart, nice_ticks, stacked_bars
+from harness.report.charts import Line, Marker, color_for, line_chart, nice_ticks, stacked_area, stacked_bars
 
 
 def test_nice_ticks_cover_the_range_in_round_steps() -> None:
@@ -47,6 +47,36 @@ def test_stacked_bars_draw_one_rect_per_non_zero_value_with_a_tooltip() -> None:
     assert marker.findtext("title") == "e1: 7s scale app 5" and marker.findtext("text") == "e1"
 
 
+def test_stacked_area_draws_a_polygon_per_non_empty_layer_and_a_tooltip_per_bucket() -> None:
+    layers = {"app-0": [1.0, 2.5, 0.0], "app-1 (removed)": [0.5, 0.0, 0.0], "app-2": [0.0, 0.0, 0.0]}
+    colors = {name: color_for(i) for i, name in enumerate(layers)}
+    svg = _svg(
+        stacked_area(
+            [0.0, 5.0, 10.0],
+            5.0,
+            layers,
+            colors=colors,
+            title="live",
+            y_label="n",
+            markers=[Marker(7.0, "x1", "x1: app-2 exited")],
+            unit=" live",
+        )
+    )
+    areas = list(svg.iter("polygon"))
+    assert [a.findtext("title") for a in areas] == ["app-0", "app-1 (removed)"]
+    assert [a.get("fill") for a in areas] == [colors["app-0"], colors["app-1 (removed)"]]
+    tips = [r.findtext("title") for r in svg.iter("rect") if r.find("title") is not None]
+    assert tips == [
+        "0s to 5s: 1.5 live (app-0 1, app-1 (removed) 0.5)",
+        "5s to 10s: 2.5 live (app-0 2.5)",
+        "10s to 15s: 0 live",
+    ]
+    legend = [t.text for t in svg.iter("text") if t.get("class") == "cg-l"]
+    assert legend == list(layers)  # every pod keeps its colour in the legend, even one with nothing live
+    marker = next(g for g in svg.iter("g") if g.get("class") == "cm")
+    assert marker.findtext("title") == "x1: app-2 exited"
+
+
 def test_markers_outside_the_time_range_are_left_out() -> None:
     svg = stacked_bars(
         [0.0],
@@ -83,6 +113,8 @@ def test_empty_charts_say_so_instead_of_drawing_a_frame() -> None:
     svg = stacked_bars([0.0, 5.0], 5.0, {"a": [0.0, 0.0]}, colors={"a": "#000"}, title="t", y_label="n")
     assert "nothing recorded" in svg and "<rect" not in svg
     assert "no data here" in line_chart([], title="t", y_label="ms", empty_text="no data here")
+    area = stacked_area([0.0], 5.0, {"a": [0.0]}, colors={"a": "#000"}, title="t", y_label="n", empty_text="none live")
+    assert "none live" in area and "<polygon" not in area
 
 
 def test_a_long_time_axis_is_labelled_in_one_unit() -> None:

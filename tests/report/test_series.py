@@ -4,6 +4,7 @@ summary's figures, and the clients' moves at each event that agree with the scal
 from __future__ import annotations
 
 import json
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from harness.report.series import (
     timeline,
 )
 from harness.runs import merged_latencies
-from tests.report import T0, empty_run, failing_run, scaling_run, write_latency
+from tests.report import T0, empty_run, failing_run, scaling_run, session, troubled_run, write_latency
 
 
 def test_latency_series_buckets_by_wall_clock_and_survives_json() -> None:
@@ -97,7 +98,7 @@ def test_timeline_adds_up_to_the_summary(tmp_path: Path) -> None:
 def test_timeline_of_an_empty_run_has_no_buckets(tmp_path: Path) -> None:
     sessions, events = _records(empty_run(tmp_path))
     tl = timeline(sessions, events, pods=["app-0"])
-    assert tl.starts == [] and tl.markers == []
+    assert tl.starts == [] and tl.markers == [] and tl.live_per_pod == {}
 
 
 def test_timeline_counts_sessions_that_never_reached_a_pod_as_errors(tmp_path: Path) -> None:
@@ -105,6 +106,58 @@ def test_timeline_counts_sessions_that_never_reached_a_pod_as_errors(tmp_path: P
     sessions[0].pods, sessions[0].connected, sessions[0].sticky_failures = [], False, 0
     tl = timeline(sessions, events)
     assert sum(tl.errors) == 1
+
+
+def test_live_sessions_are_time_weighted_per_bucket() -> None:
+    # live from 1 s to 3 s: half of bucket [0, 2) and half of bucket [2, 4)
+    tl = timeline([session("c1", ["app-0"], T0 + 1, length=2.0)], [], bucket_s=2.0, extra_times=[T0])
+    assert tl.starts == [0.0, 2.0]
+    assert tl.live_per_pod == {"app-0": pytest.approx([0.5, 0.5])}
+
+
+def test_live_sessions_overlap_on_two_pods_and_sessions_without_a_pod_are_left_out() -> None:
+    sessions = [
+        session("c1", ["app-0"], T0, length=5.0),  # [0, 5)
+        session("c2", ["app-1"], T0 + 1, length=1.0),  # [1, 2)
+        session("c3", ["app-0", "app-1"], T0 + 2, length=4.0),  # [2, 6), on its handshake pod only
+        session("c4", [], T0, length=6.0, error="connection refused"),  # never reached a pod
+    ]
+    ended_unknown = session("c5", ["app-1"], T0 + 3)
+    ended_unknown.ended = 0.0  # counts as ending when it started: never live
+    tl = timeline([*sessions, ended_unknown], [], pods=["app-0", "app-1", "app-2"], bucket_s=2.0)
+    assert tl.starts == [0.0, 2.0, 4.0, 6.0]
+    assert tl.live_per_pod["app-0"] == pytest.approx([1.0, 2.0, 1.5, 0.0])
+    assert tl.live_per_pod["app-1"] == pytest.approx([0.5, 0.0, 0.0, 0.0])
+    assert tl.live_per_pod["app-2"] == [0.0] * 4
+    assert list(tl.live_per_pod) == list(tl.started_per_pod)
+
+
+def test_live_sessions_agree_with_a_session_by_bucket_count() -> None:
+    rng = random.Random(5)
+    sessions = []
+    for i in range(400):
+        start = rng.uniform(0, 300)
+        sessions.append(session(f"c{i}", [f"app-{i % 3}"], T0 + start, length=rng.choice([0.3, 4.0, 80.0, 400.0])))
+    tl = timeline(sessions, [], bucket_s=5.0, extra_times=[T0])
+    for pod, row in tl.live_per_pod.items():
+        expected = [0.0] * len(tl.starts)
+        for s in sessions:
+            if s.pod != pod:
+                continue
+            for i, start in enumerate(tl.starts):
+                overlap = min(s.ended - T0, start + 5.0) - max(s.started - T0, start)
+                expected[i] += max(0.0, overlap) / 5.0
+        assert row == pytest.approx(expected)
+
+
+def test_live_sessions_of_a_run_add_up_to_the_time_sessions_were_live(tmp_path: Path) -> None:
+    sessions, events = _records(scaling_run(tmp_path))
+    tl = timeline(sessions, events)
+    live_time = sum(sum(row) for row in tl.live_per_pod.values()) * tl.bucket_s
+    assert live_time == pytest.approx(sum(s.ended - s.started for s in sessions if s.pods))
+    before = [i for i, start in enumerate(tl.starts) if start + tl.bucket_s <= 30.0]
+    assert before and all(tl.live_per_pod["app-3"][i] == 0 for i in before)
+    assert max(tl.live_per_pod["app-3"]) > 0
 
 
 def test_event_moves_agree_with_the_scaling_report(tmp_path: Path) -> None:
@@ -119,6 +172,20 @@ def test_event_moves_agree_with_the_scaling_report(tmp_path: Path) -> None:
     assert kill.moves["app-1"] == {"app-5": 8}  # every client of the killed pod went to its replacement
     rows, columns = kill.pods()
     assert "app-1" in rows and "app-1" not in columns and "app-5" in columns
+
+
+def test_an_unplanned_exit_moves_nobody_and_does_not_cut_the_planned_events_short(tmp_path: Path) -> None:
+    run_dir = troubled_run(tmp_path)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    sessions, events = _records(run_dir)
+    assert [e.id for e in events] == ["e1", "x1", "e2"]
+    moves = event_moves(sessions, events)
+    assert [m.id for m in moves] == ["e1", "x1", "e2"]
+    assert moves[1].moves == {} and moves[1].compared == 0
+    planned = [m for m in moves if m.id != "x1"]
+    for m, report in zip(planned, summary["events"], strict=True):
+        assert m.compared == report["clients_compared"]
+        assert m.compared - m.stayed == report["clients_remapped"]
 
 
 def test_nice_bucket_and_natural_order() -> None:

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import logging
 import random
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -25,12 +27,13 @@ from typing import Any
 import requests
 
 from harness.client.records import load_aliases
-from harness.cluster.base import Cluster, Component, Pod
+from harness.cluster.base import Cluster, Component, Pod, ProcessExit
 from harness.cluster.local.processes import ManagedProcess, find_run_processes, kill_group, spawn, wait_until
 from harness.cluster.local.tier import TierPod
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.net import addresses
 from harness.net.netd import NetPlan, NodePlan, ServicePlan, control
+from harness.net.proxyproto import encode_v1, encode_v2
 from harness.topology import Topology, load_topology
 
 __all__ = ["LocalCluster", "Ports"]
@@ -77,6 +80,39 @@ def handshake(url: str, timeout: float = 1.0) -> str | None:
     return response.headers.get("x-pod", "")
 
 
+class _ProxiedConnection(http.client.HTTPConnection):
+    """An HTTP connection that starts with a PROXY header, as the balancer's connections to a tier pod do."""
+
+    def __init__(self, host: str, port: int, header: bytes, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self.header = header
+
+    def connect(self) -> None:
+        super().connect()
+        assert self.sock is not None
+        self.sock.sendall(self.header)
+
+
+def tier_handshake(pod: Pod, proxy_protocol: str, timeout: float = 1.0) -> bool:
+    """One handshake sent straight to a tier pod (with the PROXY header the balancer would send): True on a 200."""
+    src, sport = "127.240.255.1", 40000
+    header = b""
+    if proxy_protocol == "v1":
+        header = encode_v1(src, pod.address, sport, pod.port)
+    elif proxy_protocol == "v2":
+        header = encode_v2(src, pod.address, sport, pod.port)
+    conn = _ProxiedConnection(pod.address, pod.port, header, timeout)
+    try:
+        conn.request("GET", "/socket.io/?EIO=4&transport=polling", headers={"Connection": "close"})
+        response = conn.getresponse()
+        response.read(64)
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+    return response.status == 200
+
+
 class LocalCluster(Cluster):
     def __init__(
         self,
@@ -113,6 +149,8 @@ class LocalCluster(Cluster):
         self.removed_pods: list[str] = []
         self.known_pods: dict[str, str] = {}
         self._down = False
+        # events (their own thread) and the process watch change pods and endpoints: one change at a time
+        self._lock = threading.RLock()
 
     # -- the interface ------------------------------------------------------------------------------------
 
@@ -147,9 +185,10 @@ class LocalCluster(Cluster):
         log.info("cluster %s up: %s", self.run_id, self.entry_url)
 
     def down(self) -> None:
-        if self._down:
-            return
-        self._down = True
+        with self._lock:
+            if self._down:
+                return
+            self._down = True
         order = [p for p in self.processes.values() if p.name == "netd"]
         order += [p for p in self.processes.values() if p.name != "netd"]
         for process in order:
@@ -160,6 +199,10 @@ class LocalCluster(Cluster):
             self.state_path.unlink()
 
     def scale(self, component: Component, replicas: int) -> None:
+        with self._lock:
+            self._scale(component, replicas)
+
+    def _scale(self, component: Component, replicas: int) -> None:
         if replicas < 1:
             raise UsageError(f"cannot scale {component} to {replicas}: at least 1 replica")
         if component == "tier" and self.topology.tier is None:
@@ -180,6 +223,10 @@ class LocalCluster(Cluster):
         self.save_state()
 
     def kill(self, component: Component) -> str:
+        with self._lock:
+            return self._kill(component)
+
+    def _kill(self, component: Component) -> str:
         pods = self.pods(component)
         victim = random.Random(f"{self.seed}/kill/{len(self.removed_pods)}").choice(pods)
         self.processes.pop(victim.name).stop(grace=0.0)  # SIGTERM then SIGKILL at once: a crash, no drain
@@ -194,6 +241,10 @@ class LocalCluster(Cluster):
         return victim.name
 
     def restart(self, component: Component) -> None:
+        with self._lock:
+            self._restart(component)
+
+    def _restart(self, component: Component) -> None:
         for old in self.pods(component):
             new = self._start_pod(component)
             self._wait_ready(component, [new])
@@ -206,7 +257,47 @@ class LocalCluster(Cluster):
         self.save_state()
 
     def set_node_in_balancer(self, node: str, enabled: bool) -> None:
-        self._control({"op": "lb_node", "node": node, "enabled": enabled})
+        with self._lock:
+            self._control({"op": "lb_node", "node": node, "enabled": enabled})
+
+    def node_in_balancer(self, node: str) -> bool | None:
+        lb = self._control({"op": "snapshot"}).get("lb") or {}
+        return node not in lb.get("disabled", [])
+
+    def pod_answers(self, pod: Pod) -> bool | None:
+        if pod.component == "app":
+            return handshake(f"http://{pod.address}:{pod.port}", timeout=1.0) is not None
+        return tier_handshake(pod, self.topology.load_balancer.proxy_protocol)
+
+    def unplanned_exits(self) -> list[ProcessExit]:
+        """Processes gone without being stopped; a pod among them leaves its endpoints (not ready), as kubelet
+        and the endpoints controller would make it, so the rest of the run is not sent to a dead address."""
+        with self._lock:
+            if self._down:
+                return []
+            gone = [(n, p) for n, p in self.processes.items() if not p.stopping and not p.alive()]
+            exits = []
+            touched: set[Component] = set()
+            for name, process in gone:
+                del self.processes[name]
+                component = "harness"
+                comp: Component
+                for comp in ("app", "tier"):
+                    pods = self.pods(comp)
+                    if any(p.name == name for p in pods):
+                        component = comp
+                        touched.add(comp)
+                        self._set_pods(comp, [p for p in pods if p.name != name])
+                        self.removed_pods.append(name)
+                        self.tiers.pop(name, None)
+                exits.append(ProcessExit(name, component, process.exit_status(), time.time()))
+            for comp in sorted(touched):
+                with contextlib.suppress(HarnessError):
+                    self._publish(comp)
+            if exits:
+                with contextlib.suppress(OSError):
+                    self.save_state()
+            return exits
 
     def _set_pods(self, component: Component, pods: list[Pod]) -> None:
         if component == "app":

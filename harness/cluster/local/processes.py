@@ -4,6 +4,11 @@ Every process a run starts carries ``HARNESS_RUN_ID`` in its environment and run
 that it can be stopped with all its children (nginx workers, uvicorn) and so that a reaper can find what a killed
 run left behind (``harness down --all``). A process started for an attached run also gets the kernel's
 parent-death signal, so it ends even if the harness itself is killed with SIGKILL.
+
+That signal belongs to the *thread* that forked the child, not to the process: a pod started from a short-lived
+thread (a timeline's events thread) would be sent SIGTERM the moment that thread ends. So every attached process
+is forked by one thread that lives as long as the harness process (`_Forker`), whichever thread asks for it.
+Processes started for ``harness up`` (not attached) outlive the harness on purpose and are forked directly.
 """
 
 from __future__ import annotations
@@ -12,12 +17,15 @@ import contextlib
 import ctypes
 import logging
 import os
+import queue
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar, cast
 
 from harness.errors import CommandError, SetupError
 
@@ -27,11 +35,57 @@ log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
 _PR_SET_PDEATHSIG = 1
+T = TypeVar("T")
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+def _die_with(parent_pid: int) -> Callable[[], None]:
+    def preexec() -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent_pid:  # the harness died before the signal was armed
+            os._exit(1)
+
+    return preexec
+
+
+class _Forker:
+    """The one thread that forks attached processes, for as long as the harness process lives.
+
+    Linux sends the parent-death signal when the forking thread ends; this thread ends only with the process, so
+    a child lives until it is stopped on purpose or the harness itself goes (Ctrl-C, crash, SIGKILL)."""
+
+    _lock = threading.Lock()
+    _instance: _Forker | None = None
+
+    def __init__(self) -> None:
+        self._requests: queue.Queue[tuple[Callable[[], Any], queue.Queue[tuple[bool, Any]]]] = queue.Queue()
+        self.thread = threading.Thread(target=self._serve, name="harness-forker", daemon=True)
+        self.thread.start()
+
+    @classmethod
+    def get(cls) -> _Forker:
+        with cls._lock:
+            if cls._instance is None or not cls._instance.thread.is_alive():
+                cls._instance = cls()
+            return cls._instance
+
+    def _serve(self) -> None:
+        while True:
+            work, reply = self._requests.get()
+            try:
+                reply.put((True, work()))
+            except BaseException as exc:
+                reply.put((False, exc))
+
+    def call(self, work: Callable[[], T]) -> T:
+        if threading.current_thread() is self.thread:
+            return work()
+        reply: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+        self._requests.put((work, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return cast(T, value)
 
 
 @dataclass
@@ -41,6 +95,11 @@ class ManagedProcess:
     log_path: Path
     pid: int
     popen: subprocess.Popen[bytes] | None = None  # None when attached to a process started by another harness
+    stopping: bool = False  # stopped on purpose (an exit from then on is not news)
+
+    def exit_status(self) -> int | None:
+        """The exit status (negative: killed by that signal) once it has exited, if this process started it."""
+        return self.popen.poll() if self.popen is not None else None
 
     def alive(self) -> bool:
         if self.popen is not None:
@@ -61,6 +120,7 @@ class ManagedProcess:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, grace: float = 5.0) -> None:
+        self.stopping = True
         kill_group(self.pid, grace)
         if self.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -90,9 +150,10 @@ def spawn(
     full_env.update(env or {})
     full_env[RUN_ID_ENV] = run_id
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "ab") as out:
-        try:
-            popen = subprocess.Popen(
+
+    def fork() -> subprocess.Popen[bytes]:
+        with open(log_path, "ab") as out:
+            return subprocess.Popen(
                 list(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
@@ -100,10 +161,13 @@ def spawn(
                 env=full_env,
                 cwd=cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent if attached else None,
+                preexec_fn=_die_with(os.getpid()) if attached else None,
             )
-        except FileNotFoundError as exc:
-            raise SetupError(f"cannot start {name}: {argv[0]} not found ({exc.strerror})") from exc
+
+    try:
+        popen = _Forker.get().call(fork) if attached else fork()
+    except FileNotFoundError as exc:
+        raise SetupError(f"cannot start {name}: {argv[0]} not found ({exc.strerror})") from exc
     log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
     return ManagedProcess(name, list(argv), log_path, popen.pid, popen)
 
