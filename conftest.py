@@ -17,6 +17,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--topology", action="append", default=[], help="limit e2e tests to these topologies")
     group.addoption("--keep-reports", action="store_true", help="write e2e runs to ./reports instead of tmp")
     group.addoption("--e2e-duration", default="30s", help="swarm duration of each e2e run")
+    group.addoption(
+        "--session-length", default="0s", help="how long each session of the e2e matrix stays connected (0: short)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -64,3 +67,10 @@ def e2e_duration(request: pytest.FixtureRequest) -> float:
     from harness.topology import parse_duration
 
     return parse_duration(request.config.getoption("--e2e-duration"))
+
+
+@pytest.fixture
+def e2e_session_length(request: pytest.FixtureRequest) -> float:
+    from harness.topology import parse_duration
+
+    return parse_duration(request.config.getoption("--session-length"))

@@ -127,6 +127,9 @@ def judge(
     means the run says nothing about the topology: the summary and the one-line text say so, exit code 2. A pod
     that exited on its own is a finding about the system under test: the verdict differs, whatever the checks."""
     th = thresholds or Thresholds()
+    if (meta or {}).get("session_length_s"):
+        # long sessions: few per client, so a client is judged on fewer (the many clients make up for it)
+        th = replace(th, affinity_run=th.affinity_run_long)
     sessions: list[SessionRecord] = list(read_run_sessions(run_dir))
     timeline = read_event_records(run_dir)
     events = [e for e in timeline if e.planned]
@@ -217,6 +220,7 @@ class SwarmOwner:
     cluster: Any = None  # harness.cluster.base.Cluster when this process brought it up
     attached_state: Path | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    watch: Any = None  # harness.watch.ProcessWatch over a cluster this process brought up
 
     def finish(self) -> int | None:
         """Judge the run (when the topology is known) and take down a cluster this process brought up.
@@ -229,10 +233,20 @@ class SwarmOwner:
                 from harness.cluster.local.backend import LocalCluster
 
                 cluster = LocalCluster.attach(self.attached_state)
+            failure = None
+            if self.watch is not None:
+                self.watch.stop()
+                failure = self.watch.failure
             pods = [p.name for p in cluster.pods("app")] if cluster is not None else []
             removed = list(getattr(cluster, "removed_pods", []))
             judgement = judge(
-                self.run_dir, self.topology, backend="local", pods=pods, removed_pods=removed, meta=self.meta
+                self.run_dir,
+                self.topology,
+                backend="local",
+                pods=pods,
+                removed_pods=removed,
+                meta=self.meta,
+                harness_failure=failure,
             )
             print(judgement.text, flush=True)
             print(f"summary: {self.run_dir / 'summary.json'}", flush=True)
@@ -278,9 +292,13 @@ def open_for_locust(
         run_id = new_run_id(topo.name)
         directory = Path(run_dir) if run_dir else reports / run_id
         seed_value = seed if seed is not None else secrets.randbelow(2**31)
+        from harness.watch import ProcessWatch
+
         cluster = LocalCluster(topo, run_id=run_id, run_dir=directory, seed=seed_value)
         cluster.__enter__()
-        return SwarmOwner(directory, cluster.entry_url, topo, cluster=cluster, meta={"seed": seed_value})
+        watch = ProcessWatch(cluster, directory).start()
+        meta = {"seed": seed_value, "started": time.time()}
+        return SwarmOwner(directory, cluster.entry_url, topo, cluster=cluster, meta=meta, watch=watch)
     if not host:
         raise UsageError("give --host URL, --topology NAME or --attach NAME")
     directory = Path(run_dir) if run_dir else reports / new_run_id("host")

@@ -206,6 +206,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
     RUN.session_owner = owner
+    owner.meta["session_length_s"] = options.session_length
     if owner.entry_url and not environment.host:
         environment.host = owner.entry_url
     worker = getattr(environment.runner, "worker_index", 0) if environment.runner else 0

@@ -5,7 +5,10 @@ pod and still send each new session of the same client somewhere else (a random 
 connection, a cookie that is not kept): state a client keeps on "its" pod is then lost at every reconnect.
 
 Kubernetes' own e2e test calls ClientIP affinity held after 15 identical answers in a row. We do at least as
-well: a client is judged only when it has at least ``affinity_run`` sessions that reached a pod, and then
+well: a client is judged only when it has at least ``affinity_run`` sessions that reached a pod (with long
+sessions, which give a client only a few in a run, ``affinity_run_long``: one client then says less, but every
+judged client must hold, and a non-sticky chain keeps a client with k sessions on one of P pods only with
+probability P**-(k-1); the negative controls are shown to fail so), and then
 *every* move between its consecutive sessions counts, not only the last 15. A move away from a pod that went
 away is not held against the client: the session before the move was disrupted by a scaling event, or the pod
 is one of the pods removed during the run. Nor is a move onto a pod added during the run: new pods can only take
@@ -144,7 +147,7 @@ def check_affinity(
 
     not_counted = []
     if figures["excused_moves"]:
-        not_counted.append(f"{figures['excused_moves']} moves away from pods that went away")
+        not_counted.append(f"{figures['excused_moves']} moves after a session an event broke or off a removed pod")
     if figures["moves_onto_added_pods"]:
         not_counted.append(f"{figures['moves_onto_added_pods']} moves onto pods added during the run")
     aside = f", not counting {' or '.join(not_counted)}" if not_counted else ""

@@ -41,6 +41,9 @@ class Thresholds:
     # affinity: a client is judged only with at least this many sessions that reached a pod (Kubernetes' e2e
     # test calls ClientIP affinity held after 15 identical answers)
     affinity_run: int = 15
+    # ... and with long sessions (a few per client in a run), at least this many: a client kept on one pod over
+    # k sessions by chance, on P pods, happens with probability P**-(k-1), and every judged client counts
+    affinity_run_long: int = 3
     min_affinity_clients: int = 1  # fewer judged clients: n/a
     max_affinity_broken_rate: float = 0.0  # fraction of judged clients allowed to move between pods
     # balance: sessions per pod, by the pod that answered the handshake
@@ -59,6 +62,8 @@ class Thresholds:
                 problems.append(f"{name} must be a fraction between 0 and 1, not {getattr(self, name)}")
         if self.affinity_run < 2:
             problems.append(f"affinity_run must be at least 2 sessions, not {self.affinity_run}")
+        if self.affinity_run_long < 2:
+            problems.append(f"affinity_run_long must be at least 2 sessions, not {self.affinity_run_long}")
         if self.min_affinity_clients < 1:
             problems.append(f"min_affinity_clients must be at least 1, not {self.min_affinity_clients}")
         if not 0.0 < self.min_jain <= 1.0:

@@ -22,7 +22,16 @@ from harness.errors import HarnessError, UsageError
 __all__ = ["compare_command", "rejudge", "report_command", "resolve_run"]
 
 # what judge() takes from its caller rather than computes, kept when a run is judged again
-_META_KEYS = ("seed", "users", "duration_s", "client_addresses", "started", "ended", "report_dir")
+_META_KEYS = (
+    "seed",
+    "users",
+    "duration_s",
+    "client_addresses",
+    "session_length_s",
+    "started",
+    "ended",
+    "report_dir",
+)
 
 
 def _reports_dir(value: str | None) -> Path:
@@ -102,6 +111,7 @@ def rejudge(run_dir: Path, *, topology: str | None = None, reports_dir: Path | N
             meta=meta,
             reports_dir=parent,
             client_addresses=str(old.get("client_addresses", "unique")),
+            harness_failure=old.get("harness_failure"),
         )
     return judgement.summary
 

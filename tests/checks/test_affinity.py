@@ -82,7 +82,7 @@ def test_a_move_after_a_disrupted_session_is_not_counted() -> None:
     result = check_affinity(history("c1", pods, disrupted_at=7), TH)
     assert result.verdict == "pass", result.reason
     assert result.figures["excused_moves"] == 1
-    assert "not counting 1 moves away from pods that went away" in result.reason
+    assert "not counting 1 moves after a session an event broke or off a removed pod" in result.reason
 
 
 def test_a_move_away_from_a_removed_pod_is_not_counted() -> None:
