@@ -110,6 +110,7 @@ def observe_event(
     node: str | None = None,
     enabled: bool | None = None,
     budget: float = PROBE_BUDGET,
+    gone_budget: float = GONE_BUDGET,
 ) -> Observation:
     """Check that an event did what it promised, through ``cluster`` (`harness.cluster.base.Cluster`); raise
     `NotDone` saying what was not seen."""
@@ -122,7 +123,7 @@ def observe_event(
         if seen is not None and seen != enabled:
             raise NotDone(f"the balancer still has {node} {'out of' if enabled else 'in'} its rotation")
         parts.append(f"the balancer has {node} {'in' if enabled else 'out of'} its rotation")
-    gone_deadline = time.monotonic() + GONE_BUDGET
+    gone_deadline = time.monotonic() + gone_budget
     for pod in removed:
         while answers(pod) and time.monotonic() < gone_deadline:
             time.sleep(0.1)

@@ -120,7 +120,7 @@ def break_kind(s: SessionRecord) -> str:
     if s.sticky_failures or len(s.pods) > 1:
         return "wrong_pod"
     text = (s.error or "").lower()
-    if "timed out" in text or "timeout" in text or "no ack in" in text:
+    if any(word in text for word in ("timed out", "timeout", "no ack in", "not acknowledged within")):
         return "timeout"
     return "reset" if text else "other"
 

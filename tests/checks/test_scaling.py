@@ -3,9 +3,19 @@ and new pods taking their share — each with a case built to pass and one built
 
 from __future__ import annotations
 
-from harness.checks.scaling import assign_disruptions, event_report, minimum_remap
+from harness.checks.scaling import (
+    ScalingHints,
+    assign_disruptions,
+    break_kind,
+    event_report,
+    exit_report,
+    hints_for,
+    minimum_remap,
+    scaling_report,
+)
 from harness.client.records import Mode, SessionRecord
 from harness.events import EventRecord
+from harness.topology import load_topology
 
 
 def session(
@@ -150,3 +160,94 @@ def test_without_any_pod_identity_affinity_and_balance_say_so() -> None:
     # and with identity the same checks judge normally (negative control of the n/a)
     named = [session(f"c{i % 3}", f"app-{i % 2}", float(i)) for i in range(60)]
     assert check_affinity(named, Thresholds()).verdict == "fail"
+
+
+def test_live_sessions_broken_and_how_and_the_reconnection() -> None:
+    ev = event("scale", ["app-0", "app-1", "app-2"], ["app-0", "app-1", "app-2", "app-3"], replicas=4)
+    wrong_pod = session("a", None, 95.0, 101.5, broken=True, pods=["app-0", "app-3"])
+    reset = session("b", "app-3", 100.5, 102.0)  # onto the new pod, then lost: a reset
+    reset.error = "connection lost while idle: post None: ConnectionError: Connection reset by peer"
+    timeout = session("c", None, 96.0, 103.0, pods=["app-1", "app-3"])
+    timeout.error = "whoami: no ack in 10s"
+    untouched = session("d", "app-2", 90.0, 110.0)  # live, on a pod the event did not touch
+    later = [session(x, "app-3" if x != "d" else "app-2", t) for x, t in (("a", 102.5), ("b", 103.5), ("c", 104.0))]
+    sessions = [wrong_pod, reset, timeout, untouched, *later]
+    assign_disruptions(sessions, [ev])
+    report = event_report(sessions, ev, None)
+    assert report["live_at_event"] == 3  # a, c and d were live at 100; b started after
+    assert report["broken"] == {"wrong_pod": 2, "reset": 1}  # c was served by two pods: wrong pod first
+    assert report["disrupted_sessions"] == 3 and untouched.disrupted_by is None
+    assert report["reconnect_s"]["p50"] == 1.0 and report["reconnect_s"]["p99"] == 1.5
+    assert "3 of 3 live sessions broken (1 reset, 2 wrong-pod), reconnected after 1 s (p50)" in report["reading"]
+
+
+def test_break_kinds() -> None:
+    assert break_kind(session("a", None, 1.0, broken=True, pods=["app-0"])) == "wrong_pod"
+    timed = session("a", "app-0", 1.0)
+    timed.error = "Socket.IO connect not acknowledged within 10s"
+    assert break_kind(timed) == "timeout"
+    timed.error = "whoami: no ack in 10s"
+    assert break_kind(timed) == "timeout"
+    lost = session("a", "app-0", 1.0)
+    lost.error = "connection lost while idle: disconnected (transport close)"
+    assert break_kind(lost) == "reset"
+    missed = session("a", "app-0", 1.0)
+    missed.mode, missed.upgraded = Mode.UPGRADE, False  # an upgrade that did not happen: no error text
+    assert missed.violation is not None and break_kind(missed) == "other"
+
+
+def test_cookie_affinity_allows_no_move_on_a_scale_up_and_a_hash_half() -> None:
+    before = {f"c{i}": f"app-{i % 3}" for i in range(30)}
+    ev = event("scale", ["app-0", "app-1", "app-2"], [f"app-{i}" for i in range(6)], replicas=6)
+    assert minimum_remap(ev, before) == 15  # |6-3|/6
+    assert minimum_remap(ev, before, ScalingHints(keeps_clients_on_scale_up=True)) == 0
+    down = event("scale", [f"app-{i}" for i in range(6)], ["app-0", "app-1", "app-2"], replicas=3)
+    spread = {f"c{i}": f"app-{i % 6}" for i in range(30)}
+    assert minimum_remap(down, spread, ScalingHints(keeps_clients_on_scale_up=True)) == 15  # removed pods' clients
+
+
+def test_hints_follow_the_topology() -> None:
+    assert hints_for(load_topology("haproxy-cookie")).keeps_clients_on_scale_up
+    assert not hints_for(load_topology("nginx-hash")).keeps_clients_on_scale_up
+    assert hints_for(load_topology("nginx-hash")).why_new_pods_starve is None
+    why = hints_for(load_topology("seed")).why_new_pods_starve
+    assert why is not None and "ClientIP affinity" in why
+
+
+def test_starved_new_pods_are_explained_and_the_half_share_of_live_sessions_timed() -> None:
+    ev = event("scale", ["app-0", "app-1", "app-2"], ["app-0", "app-1", "app-2", "app-3"], replicas=4)
+    ev.observed, ev.unreached = "app-3 answered directly", ["app-3"]
+    starved = event_report(clients_before_and_after({}), ev, None, hints_for(load_topology("seed")))
+    assert starved["why"] is not None and "ClientIP affinity" in starved["why"]
+    assert starved["new_pods_half_share_s"] is None and starved["unreached"] == ["app-3"]
+    # live sessions: 8 long ones on the old pods throughout, and new ones on app-3 from 104 s on
+    live = [session(f"o{i}", f"app-{i % 3}", 90.0, 120.0) for i in range(8)]
+    live += [session(f"n{i}", "app-3", 104.0 + i, 120.0) for i in range(4)]
+    report = event_report(live, ev, None)
+    # fair share 1/4: half of it is 1/8 of the live sessions; 1 of 9 at 104 s is not, 2 of 10 at 105 s is
+    assert report["new_pods_half_share_s"] == 5.0 and report["why"] is None
+
+
+def test_an_unplanned_exit_is_reported_apart_from_scaling() -> None:
+    crash = EventRecord(
+        id="x1",
+        label="3.0s app-1 exited (killed by signal 9)",
+        action="exit",
+        target="app-1",
+        replicas=None,
+        started=100.0,
+        ended=100.0,
+        pods_before=["app-1"],
+        removed=["app-1"],
+        exit_status=-9,
+        blame="system under test",
+    )
+    broken = session("a", None, 98.0, 100.3, pods=["app-1"])
+    broken.error = "connection lost while idle: disconnected"
+    assign_disruptions([broken], [crash])
+    assert broken.disrupted_by == "x1"
+    assert scaling_report([broken], [crash]) == []
+    (line,) = exit_report([broken], [crash], begin=97.0)
+    assert line["what"] == "app-1" and line["at_s"] == 3.0 and line["disrupted_sessions"] == 1
+    assert "nobody asked it to (exit status -9); 1 live sessions broken" in line["reading"]
+    assert "finding about the system under test" in line["reading"]
