@@ -14,12 +14,31 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--backend", default="local", choices=["local", "kind"], help="cluster backend for e2e tests")
     group.addoption("--keep-cluster", action="store_true", help="kind: keep the cluster after the tests")
     group.addoption("--kind-config", default=None, help="kind: the kind config file (clusters/kind/*.yaml)")
+    group.addoption(
+        "--kube-proxy-mode",
+        default="iptables",
+        choices=["iptables", "nftables", "ipvs"],
+        help="kind: the cluster's kube-proxy mode (picks clusters/kind/*.yaml unless --kind-config; recorded per run)",
+    )
     group.addoption("--topology", action="append", default=[], help="limit e2e tests to these topologies")
     group.addoption("--keep-reports", action="store_true", help="write e2e runs to ./reports instead of tmp")
+    group.addoption("--reports-dir", default=None, help="write e2e runs to this directory (implies keeping them)")
+    group.addoption(
+        "--plant-regression",
+        action="store_true",
+        help="the nightly gate's negative control: nginx-hash's tier loses its hash (nginx round-robins)",
+    )
     group.addoption("--e2e-duration", default="30s", help="swarm duration of each e2e run")
     group.addoption(
         "--session-length", default="0s", help="how long each session of the e2e matrix stays connected (0: short)"
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--plant-regression"):
+        import tests.e2e
+
+        tests.e2e.PLANT_REGRESSION = True
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -36,6 +55,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def e2e_reports_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    if request.config.getoption("--reports-dir"):
+        return Path(request.config.getoption("--reports-dir")).resolve()
     if request.config.getoption("--keep-reports"):
         from harness.runs import default_reports_dir
 
@@ -53,6 +74,7 @@ def e2e_backend(request: pytest.FixtureRequest) -> Any:
         name=request.config.getoption("--backend"),
         keep_cluster=request.config.getoption("--keep-cluster"),
         kind_config=Path(kind_config).resolve() if kind_config else None,
+        proxy_mode=request.config.getoption("--kube-proxy-mode"),
     )
 
 

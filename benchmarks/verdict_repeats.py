@@ -7,6 +7,14 @@ whose measured verdict differs from the expected one.
 
     .venv/bin/python benchmarks/verdict_repeats.py [--repeat 5] [--duration 30] [--first-seed 100] [--only nginx-hash]
 
+With ``--scaling`` it runs the scaling scenarios instead: one event per run, long sessions (the scenarios of
+tests/e2e/test_scaling.py). A scaling run's verdict is false when a judged check differs from the topology's
+expectation, when the harness could not judge it (an event that did not take effect, an exit nobody asked for),
+or when the event's figures miss what the strategy promises (clients moved against the minimum, broken live
+sessions, new pods carrying sessions or, for the seed recipe, alive and starved).
+
+    .venv/bin/python benchmarks/verdict_repeats.py --scaling [--repeat 5] [--only nginx-hash-up]
+
 Reports go to a temporary directory unless ``--reports-dir`` is given. Exit code 0 when every run's verdict was
 the expected one, 1 when any was not.
 """
@@ -18,10 +26,13 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from harness.runner import BackendOptions, SwarmOptions, run_topology
-from harness.topology import load_topology
+from harness.topology import Topology, load_topology
 
 # (topology, client addresses): the local matrix of tests/e2e, the flaws the address modes are there to show
 MATRIX = [
@@ -37,6 +48,150 @@ MATRIX = [
 ]
 
 
+Problems = Callable[[dict[str, Any]], list[str]]
+
+
+def _replicas(name: str, app: int) -> Topology:
+    topology = load_topology(name)
+    return topology.model_copy(update={"app": topology.app.model_copy(update={"replicas": app})})
+
+
+def _moved_about_the_minimum(e: dict[str, Any]) -> list[str]:
+    n, minimum, moved = e["clients_compared"], e["minimum_remap"], e["clients_remapped"]
+    if not 0.6 * minimum <= moved <= minimum + max(2, n // 10):
+        return [f"moved {moved} of {n}, minimum {minimum}"]
+    return []
+
+
+def _hash_up(e: dict[str, Any]) -> list[str]:
+    out = _moved_about_the_minimum(e)
+    if not e["sessions_on_new_pods"]:
+        out.append("new pods carried no session")
+    if not e["broken"].get("wrong_pod"):
+        out.append("no live polling session of a moved client broke")
+    if e["recovered"] != e["disrupted_sessions"]:
+        out.append(f"{e['disrupted_sessions'] - e['recovered']} broken sessions never recovered")
+    return out
+
+
+def _cookie_up(e: dict[str, Any]) -> list[str]:
+    out = []
+    if e["disrupted_sessions"]:
+        out.append(f"{e['disrupted_sessions']} live sessions broke")
+    if e["clients_remapped"]:
+        out.append(f"{e['clients_remapped']} clients with a cookie moved")
+    if not e["sessions_on_new_pods"]:
+        out.append("no new client reached the new pods")
+    return out
+
+
+def _seed_up(e: dict[str, Any]) -> list[str]:
+    out = []
+    if e["sessions_on_new_pods"]:
+        out.append(f"new pods got {e['sessions_on_new_pods']} sessions")
+    if e["unreached"] != e["added"]:
+        out.append(f"new pods not shown alive and starved: {e['observed']}")
+    if not e["why"]:
+        out.append("no explanation for the starved pods")
+    return out
+
+
+def _down(e: dict[str, Any]) -> list[str]:
+    out = []
+    if not e["disrupted_sessions"]:
+        out.append("no session of the removed pods broke")
+    if e["recovered"] != e["disrupted_sessions"]:
+        out.append(f"{e['disrupted_sessions'] - e['recovered']} broken sessions never recovered")
+    return out
+
+
+def _replaced(e: dict[str, Any]) -> list[str]:
+    out = _down(e)
+    if not e["sessions_on_new_pods"]:
+        out.append("replacement pods carried no session")
+    return out
+
+
+@dataclass(frozen=True)
+class Scaling:
+    name: str
+    topology: Callable[[], Topology]
+    events: str
+    duration: float
+    problems: Problems
+    spawn_rate: float = 45
+    users: int = 45
+    session_length: float = 8.0
+
+
+SCALING = [
+    Scaling("nginx-hash-up", lambda: load_topology("nginx-hash"), "12s scale app 6", 40, _hash_up),
+    Scaling("haproxy-cookie-up", lambda: load_topology("haproxy-cookie"), "10s scale app 6", 36, _cookie_up, 2, 40),
+    Scaling("seed-up", lambda: load_topology("seed"), "8s scale app 5", 26, _seed_up, 45, 40, 4.0),
+    Scaling("nginx-hash-down", lambda: _replicas("nginx-hash", 6), "12s scale app 3", 36, _down),
+    Scaling("nginx-hash-kill", lambda: load_topology("nginx-hash"), "10s kill app", 30, _replaced, 45, 40),
+    Scaling("nginx-hash-restart", lambda: load_topology("nginx-hash"), "10s restart app", 30, _replaced, 45, 40),
+]
+
+
+def scaling_main(args: argparse.Namespace, reports: Path) -> int:
+    from harness.events import parse_events
+
+    rows = []
+    for scenario in SCALING:
+        if args.only and scenario.name not in args.only:
+            continue
+        for i in range(args.repeat):
+            seed = args.first_seed + i
+            topology = scenario.topology()
+            options = SwarmOptions(
+                users=scenario.users,
+                spawn_rate=scenario.spawn_rate,
+                duration=scenario.duration,
+                calls=2,
+                session_length=scenario.session_length,
+                modes=topology.clients.modes,
+                progress_every=1000,
+            )
+            judgement = run_topology(
+                topology,
+                options,
+                seed=seed,
+                reports_dir=reports,
+                backend=BackendOptions(),
+                echo=lambda _: None,
+                events=parse_events(scenario.events),
+            )
+            summary = judgement.summary
+            false = [f"{c} {v['measured']}" for c, v in summary["checks"].items() if not v["matches"]]
+            false += [f"not judged: {summary['harness_failure']}"] if summary["harness_failure"] else []
+            false += [u["reading"] for u in summary["unplanned"]]
+            (event,) = summary["events"] or [None]
+            false += scenario.problems(event) if event is not None else ["no event report"]
+            rows.append({"scenario": scenario.name, "seed": seed, "false": false, "event": event})
+            figures = (
+                f"live {event['live_at_event']}, broken {event['disrupted_sessions']} {event['broken']}, "
+                f"moved {event['clients_remapped']}/{event['clients_compared']} (min {event['minimum_remap']}), "
+                f"reconnect p50 {event['reconnect_s']['p50']} s, on new pods {event['sessions_on_new_pods']}, "
+                f"half share {event['new_pods_half_share_s']} s"
+                if event
+                else ""
+            )
+            print(
+                f"{scenario.name:19} seed {seed:4}  {figures}  "
+                f"{'FALSE: ' + '; '.join(false) if false else 'as expected'}",
+                flush=True,
+            )
+    print()
+    print(f"{'scenario':19} runs  false verdicts")
+    for name in dict.fromkeys(r["scenario"] for r in rows):
+        mine = [r for r in rows if r["scenario"] == name]
+        print(f"{name:19} {len(mine):4}  {sum(bool(r['false']) for r in mine)}")
+    (reports / "verdict-repeats-scaling.json").write_text(json.dumps(rows, indent=1))
+    print(f"\nrecords: {reports / 'verdict-repeats-scaling.json'}")
+    return 1 if any(r["false"] for r in rows) else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5)
@@ -45,8 +200,11 @@ def main() -> int:
     parser.add_argument("--first-seed", type=int, default=100)
     parser.add_argument("--only", action="append", default=[], help="topology name (repeatable)")
     parser.add_argument("--reports-dir", type=Path, default=None)
+    parser.add_argument("--scaling", action="store_true", help="the scaling scenarios (one event, long sessions)")
     args = parser.parse_args()
     reports = args.reports_dir or Path(tempfile.mkdtemp(prefix="verdict-repeats-"))
+    if args.scaling:
+        return scaling_main(args, reports)
     rows = []
     for name, addresses in MATRIX:
         if args.only and name not in args.only:

@@ -187,7 +187,9 @@ class EventRunner:
                 self.records.append(record)
                 append_event_record(self.run_dir, record)
                 if record.error is not None:
-                    self.failure = f"event {record.label} did not take effect: {record.error}"
+                    self.failure = f"event {record.label} did not take effect: " + " / ".join(
+                        line.strip() for line in record.error.splitlines() if line.strip()
+                    )
                 if self.on_event is not None:
                     self.on_event(record)
                 if self.failure is not None:  # the rest of the timeline would measure a cluster nobody meant

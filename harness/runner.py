@@ -250,8 +250,13 @@ def run_topology(
     backend: BackendOptions | None = None,
     echo: Echo = print,
     events: list[Event] | None = None,
+    case: str | None = None,
 ) -> Judgement:
-    """``harness run``: up, swarm (with a timeline of events, if any), judge, report, down."""
+    """``harness run``: up, swarm (with a timeline of events, if any), judge, report, down.
+
+    The run is judged while the cluster is still up, so that a verdict that differs from the expected one comes
+    with the cluster's evidence (pod logs, events, each node's proxy rules on kind). ``case`` names what the run
+    is for (an e2e test), so that ``harness compare`` pairs it with the same case of another night."""
     run_id = new_run_id(topology.name)
     run_dir = reports_dir / run_id
     backend = backend or BackendOptions()
@@ -289,29 +294,40 @@ def run_topology(
         pods = [p.name for p in cluster.pods("app")]
         removed = list(getattr(cluster, "removed_pods", []))
         network = cluster.status().get("network")
-    if network:
-        (run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
-    meta = {
-        "seed": seed,
-        "users": options.users,
-        "duration_s": options.duration,
-        "client_addresses": options.client_addresses,
-        "session_length_s": options.session_length,
-        "started": started,
-        "ended": time.time(),
-        "report_dir": str(run_dir),
-    }
-    return judge(
-        run_dir,
-        topology,
-        backend=backend.name,
-        pods=pods,
-        removed_pods=removed,
-        meta=meta,
-        reports_dir=reports_dir,
-        client_addresses=options.client_addresses,
-        harness_failure=failure(),
-    )
+        if network:
+            (run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
+        meta = {
+            "seed": seed,
+            "users": options.users,
+            "duration_s": options.duration,
+            "client_addresses": options.client_addresses,
+            "session_length_s": options.session_length,
+            "kube_proxy_mode": backend.proxy_mode if backend.name == "kind" else None,
+            "case": case,
+            "started": started,
+            "ended": time.time(),
+            "report_dir": str(run_dir),
+        }
+        judgement = judge(
+            run_dir,
+            topology,
+            backend=backend.name,
+            pods=pods,
+            removed_pods=removed,
+            meta=meta,
+            reports_dir=reports_dir,
+            client_addresses=options.client_addresses,
+            harness_failure=failure(),
+        )
+        collect = getattr(cluster, "collect_evidence", None)
+        if judgement.exit_code != 0 and collect is not None:
+            try:
+                where = collect(f"verdict {judgement.summary['verdict']}")
+            except Exception as exc:  # evidence is best effort: the verdict matters more
+                echo(f"collecting evidence failed: {exc}")
+            else:
+                judgement.text += f"\nevidence: {where}"
+    return judgement
 
 
 def bring_up(topology: Topology, *, name: str, reports_dir: Path, seed: int, base_port: int | None) -> LocalCluster:

@@ -28,6 +28,8 @@ _META_KEYS = (
     "duration_s",
     "client_addresses",
     "session_length_s",
+    "kube_proxy_mode",
+    "case",
     "started",
     "ended",
     "report_dir",
@@ -164,20 +166,30 @@ def report_command(run: str, reports_dir: str | None, topology: str | None, agai
     show_default=True,
     help="... and the least absolute rise that counts, in ms (ignores noise on fast paths).",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison (of every pair) as JSON.")
 @click.option("--reports-dir", default=None, help="Where runs live (default: ./reports).")
 def compare_command(
     baseline: str, run: str, latency_threshold: float, latency_floor_ms: float, as_json: bool, reports_dir: str | None
 ) -> None:
-    """List what got worse and better from BASELINE to RUN; exit 1 on a regression, 2 when they do not compare."""
-    from harness.report.compare import Tolerances, compare_runs
+    """List what got worse and better from BASELINE to RUN; exit 1 on a regression, 2 when they do not compare.
 
+    BASELINE and RUN are run directories (or their summary.json, a run id, `latest`) or reports directories: the
+    runs of two reports directories are paired by topology, backend, kube-proxy mode, client addresses and test,
+    and each pair is compared; a run without a partner is listed, not a regression.
+    """
+    from harness.report.compare import DirComparison, RunComparison, Tolerances, compare_dirs, compare_runs, is_run_dir
+
+    result: RunComparison | DirComparison
     try:
         where = _reports_dir(reports_dir)
         tolerances = Tolerances(latency_threshold=latency_threshold, latency_floor_ms=latency_floor_ms)
-        result = compare_runs(resolve_run(baseline, where), resolve_run(run, where), tolerances=tolerances)
+        base_dir, run_dir = resolve_run(baseline, where), resolve_run(run, where)
+        if is_run_dir(base_dir) and is_run_dir(run_dir):
+            result = compare_runs(base_dir, run_dir, tolerances=tolerances)
+        else:  # a reports directory on either side: a run directory on the other is a directory of one run
+            result = compare_dirs(base_dir, run_dir, tolerances)
     except HarnessError as exc:
         raise _fail(exc) from exc
     click.echo(json.dumps(result.to_json(), indent=2) if as_json else result.render_text())
-    if result.regressed:
-        sys.exit(1)
+    if result.exit_code:
+        sys.exit(result.exit_code)

@@ -6,12 +6,17 @@ as an artefact. Noise must not fail a build, so every numeric rule has a toleran
 than a relative threshold *and* an absolute floor, rates by more than a few points. A check that stops meeting
 its expectation is always a regression; so is one that disappeared. Changes that are worse but do not decide
 the exit code (other latencies, events) are listed as such.
+
+The nightly job compares whole reports directories (one run per test, per topology and kube-proxy mode), so
+``compare_dirs`` pairs the runs of two directories by what they ran — topology, backend, kube-proxy mode, client
+addresses and the test (or, for runs that do not name one, the shape of their timeline) — and compares each pair.
+A run without a partner is listed but is no regression: a new test has no baseline yet.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +24,21 @@ from typing import Any
 from harness.errors import UsageError
 from harness.report.junit import check_matches
 
-__all__ = ["Change", "RunComparison", "Tolerances", "compare_runs", "load_summary"]
+__all__ = [
+    "Change",
+    "DirComparison",
+    "FoundRun",
+    "Pair",
+    "PairKey",
+    "RunComparison",
+    "Tolerances",
+    "compare_dirs",
+    "compare_runs",
+    "find_runs",
+    "is_run_dir",
+    "load_summary",
+    "pair_key",
+]
 
 
 @dataclass(frozen=True)
@@ -120,7 +139,9 @@ def load_summary(source: Path | Mapping[str, Any]) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        raise UsageError(f"{path} is not valid JSON ({exc}): rebuild it with `harness report {source.parent}`") from exc
+        raise UsageError(
+            f"{path} is not valid JSON ({exc}): rebuild it with `harness report {path.parent} --rejudge`"
+        ) from exc
     if not isinstance(data, dict) or "checks" not in data:
         raise UsageError(f"{path} is not a run summary (no checks): point at a run directory or its summary.json")
     return data
@@ -274,3 +295,306 @@ def compare_runs(
     if bs and rs < bs / 2:
         out.notes.append(f"the run has {rs} sessions against the baseline's {bs}: figures may not be comparable")
     return out
+
+
+# --- directories of runs --------------------------------------------------------------------------------------
+
+# entries of a reports directory that are not runs of their own: ``latest`` points at a run that is listed under
+# its own name (and an artefact upload may have turned the link into a copy); hidden entries (``.clusters/``,
+# ``.latest.<pid>``) are the harness's bookkeeping
+_NOT_RUNS = ("latest",)
+
+
+@dataclass(frozen=True)
+class PairKey:
+    """What a run ran, as far as comparing goes: two runs pair when their keys are equal.
+
+    ``case`` is the test that made the run when the summary names it; otherwise the run's shape (its event labels
+    and session length) stands in for it, so that a scaling run is not read against a steady one.
+    """
+
+    topology: str
+    backend: str
+    kube_proxy_mode: str | None
+    client_addresses: str
+    case: str | None
+    events: tuple[str, ...] = ()
+    session_length_s: float = 0.0
+
+    @property
+    def text(self) -> str:
+        where = f"{self.backend}/{self.kube_proxy_mode}" if self.kube_proxy_mode else self.backend
+        parts = [self.topology, where, f"{self.client_addresses} addresses"]
+        if self.case is not None:
+            parts.append(f"case {self.case}")
+        else:
+            parts.append("events " + " + ".join(self.events) if self.events else "no events")
+            if self.session_length_s:
+                parts.append(f"sessions of {self.session_length_s:g}s")
+        return ", ".join(parts)
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "topology": self.topology,
+            "backend": self.backend,
+            "kube_proxy_mode": self.kube_proxy_mode,
+            "client_addresses": self.client_addresses,
+            "case": self.case,
+        }
+        if self.case is None:
+            out.update(events=list(self.events), session_length_s=self.session_length_s)
+        return out
+
+
+def pair_key(summary: Mapping[str, Any]) -> PairKey:
+    """The key a run pairs by (see PairKey)."""
+    common = (
+        str(summary.get("topology")),
+        str(summary.get("backend")),
+        summary.get("kube_proxy_mode"),
+        str(summary.get("client_addresses", "unique")),
+    )
+    case = summary.get("case")
+    if case is not None:
+        return PairKey(*common, case=str(case))
+    labels = tuple(str(e.get("label")) for e in summary.get("events") or [])
+    # an older summary has no session length and a newer one may hold None for the default: both mean 0
+    return PairKey(*common, case=None, events=labels, session_length_s=float(summary.get("session_length_s") or 0))
+
+
+@dataclass(frozen=True)
+class FoundRun:
+    """A run found in a directory of runs, with its summary."""
+
+    path: Path
+    summary: dict[str, Any]
+
+    @property
+    def run_id(self) -> str:
+        return self.path.name
+
+    @property
+    def key(self) -> PairKey:
+        return pair_key(self.summary)
+
+    @property
+    def verdict(self) -> str:
+        return str(self.summary.get("verdict", "not judged"))
+
+    @property
+    def newness(self) -> tuple[float, str]:
+        """Order of runs with the same key: by start time, then by id (run ids begin with the time)."""
+        started = self.summary.get("started")
+        at = float(started) if isinstance(started, int | float) and not isinstance(started, bool) else float("-inf")
+        return (at, self.run_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"run": self.run_id, "path": str(self.path), "key": self.key.to_json(), "verdict": self.verdict}
+
+
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "summary.json").is_file()
+
+
+def _run_entries(path: Path) -> tuple[list[Path], list[Path]]:
+    """The run directories right under ``path`` (each once, links to one run included once) and the other
+    subdirectories (no summary.json: a run that was never judged, or something else)."""
+    runs: list[Path] = []
+    others: list[Path] = []
+    seen: set[Path] = set()
+    children = [c for c in path.iterdir() if not c.name.startswith(".") and c.name not in _NOT_RUNS]
+    for child in sorted(children, key=lambda c: (c.is_symlink(), c.name)):  # a run's own name before a link to it
+        if not child.is_dir():
+            continue
+        real = child.resolve()
+        if real in seen:
+            continue
+        seen.add(real)
+        (runs if (child / "summary.json").is_file() else others).append(child)
+    return runs, others
+
+
+def find_runs(path: Path) -> tuple[list[FoundRun], list[Path]]:
+    """The runs of a reports directory (or of a run directory: a reports directory of one run) with their
+    summaries, and the subdirectories that are no judged run. Raises UsageError when ``path`` holds no run or a
+    summary cannot be read (the message names the file)."""
+    if is_run_dir(path):
+        return [FoundRun(path, load_summary(path))], []
+    if not path.is_dir():
+        raise UsageError(f"{path} is not a directory: give a run directory, a reports directory or a summary.json")
+    dirs, others = _run_entries(path)
+    if not dirs:
+        raise UsageError(
+            f"{path} is neither a run directory (no summary.json) nor a reports directory (no subdirectory with a "
+            f"summary.json): judge a run with `harness report RUN`"
+        )
+    return [FoundRun(d, load_summary(d)) for d in dirs], others
+
+
+@dataclass
+class Pair:
+    """A baseline run and the run with the same key, and what changed between them."""
+
+    key: PairKey
+    baseline: FoundRun
+    run: FoundRun
+    comparison: RunComparison
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key.to_json(),
+            "pair": self.key.text,
+            "baseline": self.baseline.run_id,
+            "run": self.run.run_id,
+            "baseline_verdict": self.baseline.verdict,
+            "run_verdict": self.run.verdict,
+            "regressions": len(self.comparison.regressions),
+            "comparison": self.comparison.to_json(),
+        }
+
+
+@dataclass
+class DirComparison:
+    """Every pair of runs of two directories compared, and the runs that were not."""
+
+    baseline_dir: Path
+    run_dir: Path
+    pairs: list[Pair]
+    only_in_baseline: list[FoundRun] = field(default_factory=list)
+    only_in_run: list[FoundRun] = field(default_factory=list)
+    # (side, the run left out, the newer run with the same key that was compared)
+    ignored: list[tuple[str, FoundRun, FoundRun]] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # subdirectories without a summary.json
+
+    @property
+    def regressions(self) -> list[Change]:
+        return [c for p in self.pairs for c in p.comparison.regressions]
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.regressions)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressed else 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "baseline": str(self.baseline_dir),
+            "run": str(self.run_dir),
+            "regressed": self.regressed,
+            "pairs": [p.to_json() for p in self.pairs],
+            "only_in_baseline": [r.to_json() for r in self.only_in_baseline],
+            "only_in_run": [r.to_json() for r in self.only_in_run],
+            "ignored": [{"side": side, **left.to_json(), "newer": used.run_id} for side, left, used in self.ignored],
+            "skipped": [str(p) for p in self.skipped],
+        }
+
+    def render_text(self) -> str:
+        lines = [
+            f"compare {self.run_dir} against baseline {self.baseline_dir}: "
+            f"{len(self.pairs)} pair{'s' if len(self.pairs) != 1 else ''} of runs"
+        ]
+        lines += _table(self.pairs)
+        regressed = [p for p in self.pairs if p.comparison.regressed]
+        if regressed:
+            lines.append("regressions:")
+            for p in regressed:
+                lines.append(f"  {p.key.text}:")
+                lines += [f"    {line}" for line in p.comparison.render_text().splitlines()]
+        lines += [f"only in baseline: {r.run_id} ({r.key.text})" for r in self.only_in_baseline]
+        lines += [f"only in run: {r.run_id} ({r.key.text})" for r in self.only_in_run]
+        lines += [
+            f"ignored ({side}): {left.run_id}, older than {used.run_id} with the same key ({left.key.text})"
+            for side, left, used in self.ignored
+        ]
+        lines += [f"skipped: {p} (no summary.json)" for p in self.skipped]
+        n = len(self.regressions)
+        lines.append(
+            f"{n} regression{'s' if n != 1 else ''} in {len(regressed)} of {len(self.pairs)} pairs"
+            if n
+            else f"no regression in {len(self.pairs)} pair{'s' if len(self.pairs) != 1 else ''}"
+        )
+        return "\n".join(lines)
+
+
+def _short(text: str, width: int = 72) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(pairs: Sequence[Pair]) -> list[str]:
+    header = ("pair", "baseline", "run", "baseline verdict", "run verdict", "regressions", "first regression")
+    rows = [
+        (
+            p.key.text,
+            p.baseline.run_id,
+            p.run.run_id,
+            p.baseline.verdict,
+            p.run.verdict,
+            str(len(p.comparison.regressions)),
+            _short(p.comparison.regressions[0].text) if p.comparison.regressed else "-",
+        )
+        for p in pairs
+    ]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
+    return [
+        "  ".join([*(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)), row[-1]]).rstrip()
+        for row in [header, *rows]
+    ]
+
+
+def _newest_by_key(
+    runs: Sequence[FoundRun], side: str
+) -> tuple[dict[PairKey, FoundRun], list[tuple[str, FoundRun, FoundRun]]]:
+    """One run per key: the newest; the older ones with the same key are left out, and said so."""
+    groups: dict[PairKey, list[FoundRun]] = {}
+    for r in runs:
+        groups.setdefault(r.key, []).append(r)
+    chosen: dict[PairKey, FoundRun] = {}
+    ignored: list[tuple[str, FoundRun, FoundRun]] = []
+    for key, group in groups.items():
+        ordered = sorted(group, key=lambda r: r.newness, reverse=True)
+        chosen[key] = ordered[0]
+        ignored += [(side, r, ordered[0]) for r in ordered[1:]]
+    return chosen, ignored
+
+
+def compare_dirs(baseline: Path, run: Path, tolerances: Tolerances | None = None) -> DirComparison:
+    """Pair the runs of two reports directories (or run directories: a directory of one run) by PairKey and
+    compare each pair with ``compare_runs``.
+
+    Raises UsageError when a side holds no run, a summary cannot be read, no run has a partner, or a pair does not
+    compare (other summary schema): CI must not read "nothing compared" as "no regression".
+    """
+    base_runs, base_skipped = find_runs(baseline)
+    run_runs, run_skipped = find_runs(run)
+    base_by_key, base_ignored = _newest_by_key(base_runs, "baseline")
+    run_by_key, run_ignored = _newest_by_key(run_runs, "run")
+    shared = sorted(set(base_by_key) & set(run_by_key), key=lambda k: k.text)
+    if not shared:
+        base_keys, run_keys = (
+            "; ".join(sorted(k.text for k in base_by_key)),
+            "; ".join(sorted(k.text for k in run_by_key)),
+        )
+        raise UsageError(
+            f"nothing to compare: no run in {run} ({len(run_runs)}) ran what a run in {baseline} ({len(base_runs)}) "
+            "ran (same topology, backend, kube-proxy mode, client addresses and case); the baseline ran "
+            f"{base_keys}; the run ran {run_keys}"
+        )
+    pairs = []
+    for key in shared:
+        b, r = base_by_key[key], run_by_key[key]
+        try:
+            comparison = compare_runs(b.summary, r.summary, tolerances=tolerances)
+        except UsageError as exc:
+            raise UsageError(f"{b.path} and {r.path} ({key.text}) do not compare: {exc}") from exc
+        pairs.append(Pair(key, b, r, comparison))
+    return DirComparison(
+        baseline_dir=baseline,
+        run_dir=run,
+        pairs=pairs,
+        only_in_baseline=sorted((base_by_key[k] for k in set(base_by_key) - set(run_by_key)), key=lambda r: r.key.text),
+        only_in_run=sorted((run_by_key[k] for k in set(run_by_key) - set(base_by_key)), key=lambda r: r.key.text),
+        ignored=base_ignored + run_ignored,
+        skipped=base_skipped + run_skipped,
+    )

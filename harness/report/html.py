@@ -332,7 +332,15 @@ def _moves_view(data: RunData) -> list[dict[str, Any]]:
             cells = []
             for col in columns:
                 n = moves.moves[pod].get(col, 0)
-                kind = "stay" if pod == col else "forced" if pod in event.removed else "move"
+                kind = (
+                    "stay"
+                    if pod == col
+                    else "forced"
+                    if pod in event.removed
+                    else "onto-new"
+                    if col in event.added
+                    else "move"
+                )
                 cells.append({"n": n, "kind": kind, "alpha": round(0.12 + 0.6 * n / biggest, 2) if n else 0})
             matrix.append({"pod": pod, "removed": pod in event.removed, "cells": cells})
         report = reports.get(event.id, {})
@@ -462,7 +470,7 @@ th, td { border: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-al
 th { background: #f4f4f4; white-space: nowrap; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.bad td.v { color: #b3261e; font-weight: 700; } tr.ok td.v { color: #1b7f3b; font-weight: 700; }
 td.stay { background: rgba(27,127,59,var(--a)); } td.move { background: rgba(179,38,30,var(--a)); }
-td.forced { background: rgba(242,142,43,var(--a)); }
+td.forced { background: rgba(242,142,43,var(--a)); } td.onto-new { background: rgba(38,110,179,var(--a)); }
 .bar { background: #4e79a7; height: 10px; display: inline-block; }
 .muted { color: #777; } .note { background: #fff6d6; padding: 4px 8px; border-left: 3px solid #e0b000; }
 ul.ex { margin: 2px 0 6px; font-size: 13px; color: #444; }
@@ -575,7 +583,8 @@ control that fails as expected is green.</p>
 {% endfor %}</tr>
 {% endfor %}</table></div>
 <p class="muted">{{ m.stayed }} of {{ m.compared }} clients compared (a good session before and after the event)
-stayed on their pod (green); orange: moved off a removed pod; red: moved although their pod stayed.</p>
+stayed on their pod (green); orange: moved off a removed pod; blue: handed to a new pod (how many, against the
+minimum, is the reading above); red: moved between pods that were there before and after.</p>
 {% else %}<p class="muted">no client had a good session both before and after this event.</p>{% endif %}
 {% else %}
 <p class="muted">no scaling event in this run</p>

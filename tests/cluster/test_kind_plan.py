@@ -633,6 +633,46 @@ def test_scale_kill_and_restart_wait_for_the_endpoints(tmp_path: Path, node_port
             assert f"server {pod.address}:8080;" in last
 
 
+class _Handle:
+    """One API client over a shared fake cluster: records which calls went through it."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        self._kube = kube
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self._kube, name)
+
+
+def test_the_reloader_execs_through_an_api_client_of_its_own(tmp_path: Path, node_port: int) -> None:
+    """``kubernetes.stream.stream`` swaps its client's request method during an exec: the main thread's client must
+    never be the one that execs."""
+    shared = FakeKube(node_port)
+    handles: list[_Handle] = []
+
+    def factory(_config: Path | None, _context: str | None) -> Any:
+        handles.append(_Handle(shared))
+        return handles[-1]
+
+    cluster = TestKindCluster(
+        load_topology("nginx-hash"),
+        run_id="20250101-000000-test-0002",
+        run_dir=tmp_path / "run",
+        cluster_name=NAME,
+        node_access="internal-ip",
+        runner=Runner(),
+        kube_factory=factory,
+        echo=lambda _line: None,
+    )
+    with cluster:
+        cluster.scale("app", 4)
+        assert cluster.reloader is not None and cluster.reloader.kube is not cluster.kube
+    main, own = handles[0], handles[1]
+    assert len(handles) == 2 and "exec" in own.calls and "exec" not in main.calls
+    assert shared.execs  # the pushes happened, through the reloader's client
+
+
 # -- the tier reloader -----------------------------------------------------------------------------------------
 
 
@@ -708,11 +748,17 @@ def test_the_nightly_workflow_runs_the_kind_matrix_and_compares() -> None:
     job = workflow["jobs"]["e2e-kind"]
     assert job["strategy"]["matrix"]["proxy-mode"] == ["iptables", "nftables", "ipvs"]
     runs = "\n".join(s.get("run", "") for s in job["steps"])
-    assert "pytest -m e2e --backend kind" in runs
-    assert "harness compare baseline reports" in runs
+    # thin: the matrix, evidence and comparison are scripts/nightly, which CI runs on the local backend too
+    assert "scripts/nightly --backend kind" in runs and "--baseline baseline" in runs
+    assert "pytest" not in runs and "--keep-cluster" not in runs  # the harness deletes each run's namespace
+    assert 'select(.name == \\"$JOB\\")' in runs  # the baseline is the last night this mode's job succeeded
     assert "kind delete cluster" in runs
     uploads = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact")]
-    assert uploads and uploads[0]["with"]["path"] == "reports/" and uploads[0]["if"] == "always()"
+    assert uploads and uploads[0]["if"] == "always()"
+    assert uploads[0]["with"]["path"].split() == ["reports/nightly/", "!reports/**/kubeconfig"]
+    script = (WORKFLOW.parents[2] / "scripts" / "nightly").read_text(encoding="utf-8")
+    assert 'find "$reports" -name kubeconfig -type f -delete' in script
+    assert "timeout=1800" in script  # image builds and controller pulls on a cold runner
 
 
 def _linter() -> list[str] | None:

@@ -8,6 +8,7 @@ the seed recipe's luck (every node's chain ending on one pod) is shown separatel
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ def swarm(
     calls: int = 1,
     session_length: float = 0.0,
     backend: BackendOptions | None = None,
+    case: str | None = None,
 ) -> dict[str, Any]:
-    topology = load_topology(topology_name) if isinstance(topology_name, str) else topology_name
+    topology = planted(load_topology(topology_name) if isinstance(topology_name, str) else topology_name)
     options = SwarmOptions(
         users=users,
         spawn_rate=spawn_rate,
@@ -56,6 +58,7 @@ def swarm(
     judgement = run_topology(
         topology,
         options,
+        case=case or os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0] or None,
         seed=seed if seed is not None else SEEDS.get(topology.name, 12),
         reports_dir=reports_dir,
         backend=replace(backend or BackendOptions(), app_cmd=app_cmd),
@@ -66,6 +69,17 @@ def swarm(
     assert json.loads((run_dir / "summary.json").read_text()) == json.loads(json.dumps(judgement.summary))
     assert (run_dir / "report.html").is_file() and (run_dir / "junit.xml").is_file()
     return judgement.summary
+
+
+def planted(topology: Topology) -> Topology:
+    """With ``pytest --plant-regression``, nginx-hash's tier loses its ``hash`` line, so nginx round-robins: the
+    regression the nightly gate must catch (and the e2e test, since the verdict then differs)."""
+    import tests.e2e
+
+    if not tests.e2e.PLANT_REGRESSION or topology.name != "nginx-hash" or topology.tier is None:
+        return topology
+    tier = topology.tier.model_copy(update={"template": "nginx/base.conf.j2"})
+    return topology.model_copy(update={"tier": tier})
 
 
 def measured(summary: dict[str, Any]) -> dict[str, str]:
@@ -106,7 +120,18 @@ def test_verdict_equals_expected(
     summary = swarm(
         topology_name, e2e_reports_dir, e2e_duration, backend=e2e_backend, session_length=e2e_session_length
     )
-    expected = load_topology(topology_name).expected_verdicts()
+    # what the judge expected: the topology's verdict, or its verdict for a run whose chains all converged on one
+    # pod (on kind every balancer connection reaches a node from one address, so ClientIP affinity converges about
+    # half the time); the judge must have said which, and why
+    topology = load_topology(topology_name)
+    converged = summary["expected_with_converged"]
+    expected = topology.expected_verdicts(converged=converged)
+    assert {name: check["expected"] for name, check in summary["checks"].items()} == expected
+    if converged:
+        assert summary["converged_on"] in summary["pods"] and "converged" in topology.expected_with
+        assert any("expected_with: converged" in note for note in summary["notes"]), summary["notes"]
+    else:
+        assert expected == topology.expected_verdicts()
     assert measured(summary) == expected, json.dumps(summary["checks"], indent=1)[:4000]
     assert summary["exit_code"] == 0
     continuity = figures(summary, "continuity")
@@ -119,7 +144,7 @@ def test_verdict_equals_expected(
         assert by_mode["websocket"]["violations"] == 0
     if expected["affinity"] == "pass":
         assert figures(summary, "affinity")["judged"] >= 20
-    if topology_name in ("seed", "websocket-only"):
+    if topology_name in ("seed", "websocket-only") and not converged:
         # at most one app pod per nginx pod ever receives traffic
         assert figures(summary, "balance")["idle_pods"], figures(summary, "balance")
 

@@ -59,3 +59,21 @@ def test_locust_attached_to_harness_up(tmp_path: Path) -> None:
     assert find_run_processes(info["run_id"]) == {}
     again = run([*harness, "status", "--name", "e2e", *reports])
     assert again.returncode == 2 and "no cluster named 'e2e'" in again.stderr
+
+
+def test_locust_takes_the_session_length(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    swarm_args = ["-u", "20", "-r", "20", "-t", "20s", "--topology", "nginx-hash", "--seed", "12", "--calls", "1"]
+    done = run([*LOCUST, *swarm_args, "--session-length", "4s", "--harness-run-dir", str(run_dir)])
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["session_length_s"] == 4.0
+    lengths = [
+        r["ended"] - r["started"]
+        for path in run_dir.glob("sessions-*.jsonl")
+        for r in map(json.loads, path.read_text().splitlines())
+        if not r["stopped"] and not r["error"]
+    ]
+    assert lengths and min(lengths) >= 4.0  # every session that ran its course lived its length
+    assert summary["checks"]["affinity"]["figures"]["affinity_run"] == 3  # judged over fewer, longer sessions
+    assert summary["checks"]["affinity"]["measured"] == "pass"

@@ -1,5 +1,5 @@
 """``harness report`` and ``harness compare`` through click: what they write, what they print, and their exit
-codes (0 done / no regression, 1 regression, 2 usage error)."""
+codes (0 done / no regression, 1 regression, 2 usage error), for run directories and for reports directories."""
 
 from __future__ import annotations
 
@@ -8,10 +8,22 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from harness.report.cli import compare_command, report_command
 from tests.report import empty_run, lucky_run, scaling_run
+from tests.report.reports_dirs import (
+    KIND_IPVS,
+    PAIRS,
+    RUNS,
+    SCALING,
+    SEED,
+    SEED_SHARED,
+    copy_run,
+    next_id,
+    plant_regression,
+)
 
 
 def _report(*args: str) -> tuple[int, str]:
@@ -127,3 +139,85 @@ def test_compare_of_other_topologies_or_missing_runs_is_a_usage_error(tmp_path: 
     assert code == 2 and "no run" in out
     code, out = _compare(str(base), str(base), "--latency-threshold", "-1")
     assert code == 2
+
+
+# --- two reports directories: what the nightly job runs -------------------------------------------------------
+
+
+def _error_line(out: str) -> str:
+    """The one line of a usage error's message (click prints usage and a hint before it)."""
+    (line,) = [line for line in out.splitlines() if line.startswith("Error: ")]
+    assert out.rstrip().endswith(line)
+    return line
+
+
+def test_compare_of_two_reports_directories_lists_each_pair_and_exits_0(
+    nights: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    baseline, reports = nights
+    monkeypatch.chdir(baseline.parent)
+    code, out = _compare("baseline", "reports")  # as in .github/workflows/nightly.yml
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == f"compare {reports} against baseline {baseline}: 6 pairs of runs"
+    assert lines[1].split("  ")[0] == "pair" and lines[1].endswith("regressions  first regression")
+    assert sorted(line.split("  ")[0] for line in lines[2:8]) == sorted(PAIRS.values())
+    assert lines[8:] == ["no regression in 6 pairs"]
+
+
+def test_compare_of_two_reports_directories_exits_1_and_names_the_regression(nights: tuple[Path, Path]) -> None:
+    baseline, reports = nights
+    plant_regression(reports / next_id(KIND_IPVS))
+    code, out = _compare(str(baseline), str(reports))
+    assert code == 1, out
+    (row,) = [line for line in out.splitlines() if line.startswith(PAIRS[KIND_IPVS])]
+    assert f"{KIND_IPVS} {next_id(KIND_IPVS)} as expected differs from expected 1 continuity:" in " ".join(row.split())
+    first = row.split("  ")[-1]  # the first regression, cut short: the detail below has it in full
+    assert first.startswith("continuity: fail → pass, now differs from the expected fail") and first.endswith("…")
+    assert f"regressions:\n  {PAIRS[KIND_IPVS]}:\n    compare {next_id(KIND_IPVS)} against baseline {KIND_IPVS}" in out
+    assert out.rstrip().endswith("1 regression in 1 of 6 pairs")
+
+
+def test_compare_lists_runs_without_a_partner_and_older_duplicates(nights: tuple[Path, Path]) -> None:
+    baseline, reports = nights
+    shutil.rmtree(reports / next_id(SEED_SHARED))
+    older = copy_run(reports / next_id(SEED), reports, "20240102-000000-seed-0000", later_s=-60)
+    plant_regression(older)  # older than the one compared: not a regression
+    code, out = _compare(str(baseline), str(reports))
+    assert code == 0, out
+    assert f"only in baseline: {SEED_SHARED} ({PAIRS[SEED_SHARED]})" in out.splitlines()
+    assert f"ignored (run): {older.name}, older than {next_id(SEED)} with the same key ({PAIRS[SEED]})" in out
+    assert out.rstrip().endswith("no regression in 5 pairs")
+
+
+def test_compare_of_a_run_directory_with_a_reports_directory(nights: tuple[Path, Path]) -> None:
+    baseline, reports = nights
+    code, out = _compare(str(baseline / SEED), str(reports))
+    assert code == 0, out
+    assert out.count("only in run: ") == len(RUNS) - 1 and "1 pair of runs" in out.splitlines()[0]
+
+
+def test_compare_of_reports_directories_prints_json_on_request(nights: tuple[Path, Path]) -> None:
+    baseline, reports = nights
+    plant_regression(reports / next_id(SEED))
+    code, out = _compare(str(baseline), str(reports), "--json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["regressed"] is True and len(data["pairs"]) == len(RUNS)
+    (pair,) = [p for p in data["pairs"] if p["regressions"]]
+    assert (pair["baseline"], pair["run"], pair["run_verdict"]) == (SEED, next_id(SEED), "differs from expected")
+    assert pair["key"]["topology"] == "seed" and pair["comparison"]["regressed"] is True
+
+
+def test_compare_of_unusable_reports_directories_is_a_usage_error(nights: tuple[Path, Path], tmp_path: Path) -> None:
+    baseline, reports = nights
+    (tmp_path / "empty").mkdir()
+    code, out = _compare(str(baseline), str(tmp_path / "empty"))
+    assert code == 2 and "is neither a run directory (no summary.json) nor a reports directory" in _error_line(out)
+    shutil.rmtree(reports / next_id(SEED))
+    code, out = _compare(str(baseline / SEED), str(reports))
+    assert code == 2 and _error_line(out).startswith(f"Error: nothing to compare: no run in {reports} (5) ran what")
+    broken = reports / next_id(SCALING) / "summary.json"
+    broken.write_text("{", encoding="utf-8")
+    code, out = _compare(str(baseline), str(reports))
+    assert code == 2 and _error_line(out).startswith(f"Error: {broken} is not valid JSON")

@@ -270,8 +270,11 @@ class KubeCluster(Cluster):
             objects = render_manifests(self.topology, run_id=self.run_id, app_endpoints=endpoints)
             return next(o for o in objects if o["kind"] == "ConfigMap")
 
+        # An API client of its own: ``kubernetes.stream.stream`` swaps the client's request method while an exec
+        # runs, which would break the main thread's calls (scaling, waiting on EndpointSlices) made meanwhile.
+        own = self.kube_factory(self.opts.kubeconfig, self.opts.context)
         reloader = TierReloader(
-            self.kube, namespace=self.namespace, tier_kind=kind, tier_selector=self._selector("tier"), render=render
+            own, namespace=self.namespace, tier_kind=kind, tier_selector=self._selector("tier"), render=render
         )
         applied = self._app_endpoints or []  # what the ConfigMap the tier pods started from lists
         reloader.adopt(

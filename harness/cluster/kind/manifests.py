@@ -221,7 +221,8 @@ def _app_objects(
         },
         "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}},
     }
-    pod = {"containers": [container], "topologySpreadConstraints": spread(app_selector)}
+    local_entry = topology.tier is None and topology.app.service.external_traffic_policy.value == "Local"
+    pod = {"containers": [container], "topologySpreadConstraints": spread(app_selector, strict=local_entry)}
     app_service = service(
         "app",
         namespace,

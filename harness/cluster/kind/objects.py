@@ -78,13 +78,14 @@ def meta(name: str, namespace: str | None, object_labels: dict[str, str]) -> dic
     return found
 
 
-def spread(pod_selector: dict[str, str]) -> list[dict[str, Any]]:
-    # Spread the replicas over the nodes, as the local backend places pod i on node i % nodes.
+def spread(pod_selector: dict[str, str], *, strict: bool = False) -> list[dict[str, Any]]:
+    # Spread the replicas over the nodes, as the local backend places pod i on node i % nodes. ``strict`` for pods
+    # behind an externalTrafficPolicy Local NodePort: a node left without one black-holes what the balancer sends it.
     return [
         {
             "maxSkew": 1,
             "topologyKey": "kubernetes.io/hostname",
-            "whenUnsatisfiable": "ScheduleAnyway",
+            "whenUnsatisfiable": "DoNotSchedule" if strict else "ScheduleAnyway",
             "nodeTaintsPolicy": "Honor",  # the tainted control plane takes no pods: leave it out of the count
             "labelSelector": {"matchLabels": dict(pod_selector)},
         }

@@ -1,0 +1,104 @@
+"""When the harness's own machinery fails, the run is not judged: exit 2, one line saying what failed, and a
+summary that says "not judged". Shown with an event that cannot take effect and with the network daemon killed
+mid-run, next to the same runs left alone (which are judged)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.cluster.local.processes import find_run_processes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("local_only")]
+
+ROOT = Path(__file__).resolve().parents[2]
+# the reference app, except that pods started after the first three die at once: a scale-up that cannot happen
+APP = (
+    "import os, runpy, sys\n"
+    "if int(os.environ['POD_NAME'].split('-')[1]) >= 3: print('refusing to start'); sys.exit(3)\n"
+    "sys.argv = ['harness.app']; runpy.run_module('harness.app', run_name='__main__')\n"
+)
+
+
+def harness_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    argv = [sys.executable, "-m", "harness.cli", "run", "--users", "10", "--calls", "1", "--seed", "12"]
+    proc = subprocess.Popen(
+        [*argv, "--reports-dir", str(tmp_path), *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    return proc, []
+
+
+def finish(proc: subprocess.Popen[str], lines: list[str]) -> str:
+    out, _ = proc.communicate(timeout=120)
+    return "".join(lines) + out
+
+
+def summary_of(tmp_path: Path) -> dict[str, object]:
+    data: dict[str, object] = json.loads((tmp_path / "latest" / "summary.json").read_text())
+    return data
+
+
+@pytest.mark.parametrize("scale_to", [5, 3])
+def test_an_event_that_cannot_take_effect_is_not_judged(tmp_path: Path, scale_to: int) -> None:
+    script = tmp_path / "app.py"
+    script.write_text(APP)
+    proc, lines = harness_run(
+        tmp_path,
+        "--duration",
+        "14s",
+        "--app-cmd",
+        f"{sys.executable} {script}",
+        "--events",
+        f"4s scale app {scale_to}",
+        "--topology",
+        "nginx-hash",
+    )
+    out = finish(proc, lines)
+    summary = summary_of(tmp_path)
+    if scale_to == 3:  # the control: nothing to start, the event takes effect and the run is judged
+        assert proc.returncode in (0, 1) and summary["verdict"] != "not judged", out
+        return
+    assert proc.returncode == 2, out
+    (line,) = [x for x in out.splitlines() if x.startswith("NOT JUDGED")]
+    assert "event 4s scale app 5 did not take effect" in line and "app-3 exited at start" in line
+    assert "stopping the swarm" in out  # it did not swarm on against a cluster nobody meant
+    assert summary["verdict"] == "not judged" and summary["exit_code"] == 2
+    assert summary["harness_failure"] and "refusing to start" in str(summary["harness_failure"])
+    assert find_run_processes(str(summary["run_id"])) == {}
+
+
+def test_the_network_daemon_dying_is_not_judged(tmp_path: Path) -> None:
+    proc, lines = harness_run(tmp_path, "--duration", "20s", "--topology", "no-affinity")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("up:"):
+            break
+    run_id = next(x for x in lines if x.startswith("run ")).split()[1].rstrip(":")
+    netd = [
+        pid for pid in find_run_processes(run_id) if b"harness.net.netd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    assert len(netd) == 1
+    threading.Timer(3.0, os.kill, args=(netd[0], signal.SIGKILL)).start()
+    started = time.monotonic()
+    out = finish(proc, lines)
+    assert proc.returncode == 2, out
+    assert "UNPLANNED" in out and "netd exited" in out
+    assert "NOT JUDGED: the harness's netd exited during the run (killed by signal 9)" in out
+    assert time.monotonic() - started < 17  # stopped early, not swarmed to the end
+    summary = summary_of(tmp_path)
+    assert summary["verdict"] == "not judged"
+    assert [u["what"] for u in summary["unplanned"]] == ["netd"]  # type: ignore[index]
+    assert find_run_processes(run_id) == {}

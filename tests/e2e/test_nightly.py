@@ -1,0 +1,50 @@
+"""``scripts/nightly`` on the local backend, as CI runs it on every push: a first night makes a baseline, a clean
+night compares with it and passes, a night with a planted regression (nginx-hash's tier loses its hash) is
+caught by the gate. The kind backend runs the same script in the nightly workflow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("local_only"), pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parents[2]
+# latency on a shared CI machine is noise at this size: the gate is exercised on verdicts
+NIGHT = ["--backend", "local", "--topology", "nginx-hash", "--only-matrix", "--duration", "12s"]
+COMPARE = ["--", "--latency-threshold", "100"]
+
+
+def night(reports: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(ROOT / "scripts" / "nightly"), *NIGHT, "--reports", str(reports), *extra],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=500,
+        check=False,
+    )
+
+
+def test_the_nightly_gate_passes_a_clean_night_and_catches_a_planted_regression(tmp_path: Path) -> None:
+    first = night(tmp_path / "n1")
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
+    assert "nothing to compare with" in first.stdout
+    (base,) = list((tmp_path / "n1").glob("*/summary.json"))
+    assert json.loads(base.read_text())["case"].endswith("test_verdict_equals_expected[nginx-hash]")
+
+    clean = night(tmp_path / "n2", "--baseline", str(tmp_path / "n1"), *COMPARE)
+    assert clean.returncode == 0, clean.stdout[-3000:] + clean.stderr[-2000:]
+    assert "harness compare" in clean.stdout and "nightly: passed" in clean.stdout
+
+    planted = night(tmp_path / "n3", "--baseline", str(tmp_path / "n1"), "--plant-regression", *COMPARE)
+    assert planted.returncode == 1, planted.stdout[-3000:] + planted.stderr[-2000:]
+    assert "nightly: FAILED" in planted.stdout
+    summary = json.loads(next((tmp_path / "n3").glob("*/summary.json")).read_text())
+    assert summary["checks"]["continuity"]["measured"] == "fail"  # nginx round-robined: a real regression
+    tail = planted.stdout[planted.stdout.index("harness compare") :]
+    assert "nginx-hash" in tail and "continuity" in tail, tail[-3000:]  # the gate names it
+    assert not list(tmp_path.rglob("kubeconfig"))
