@@ -121,16 +121,16 @@ class Scaling:
     problems: Problems
     spawn_rate: float = 45
     users: int = 45
-    session_length: float = 8.0
+    session_length: float = 6.0
 
 
-SCALING = [
-    Scaling("nginx-hash-up", lambda: load_topology("nginx-hash"), "12s scale app 6", 40, _hash_up),
-    Scaling("haproxy-cookie-up", lambda: load_topology("haproxy-cookie"), "10s scale app 6", 36, _cookie_up, 2, 40),
-    Scaling("seed-up", lambda: load_topology("seed"), "8s scale app 5", 26, _seed_up, 45, 40, 4.0),
-    Scaling("nginx-hash-down", lambda: _replicas("nginx-hash", 6), "12s scale app 3", 36, _down),
-    Scaling("nginx-hash-kill", lambda: load_topology("nginx-hash"), "10s kill app", 30, _replaced, 45, 40),
-    Scaling("nginx-hash-restart", lambda: load_topology("nginx-hash"), "10s restart app", 30, _replaced, 45, 40),
+SCALING = [  # as in tests/e2e/test_scaling.py
+    Scaling("nginx-hash-up", lambda: load_topology("nginx-hash"), "10s scale app 6", 32, _hash_up),
+    Scaling("haproxy-cookie-up", lambda: load_topology("haproxy-cookie"), "8s scale app 6", 30, _cookie_up, 2, 40),
+    Scaling("seed-up", lambda: load_topology("seed"), "8s scale app 5", 22, _seed_up, 45, 40, 4.0),
+    Scaling("nginx-hash-down", lambda: _replicas("nginx-hash", 6), "10s scale app 3", 28, _down),
+    Scaling("nginx-hash-kill", lambda: load_topology("nginx-hash"), "8s kill app", 24, _replaced, 45, 40),
+    Scaling("nginx-hash-restart", lambda: load_topology("nginx-hash"), "8s restart app", 24, _replaced, 45, 40),
 ]
 
 

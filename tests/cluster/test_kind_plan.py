@@ -795,3 +795,31 @@ def test_the_linter_finds_a_broken_workflow(tmp_path: Path) -> None:
     )
     done = subprocess.run([*linter, str(broken)], capture_output=True, text=True, check=False)
     assert done.returncode != 0
+
+
+class _CrashingKube(FakeKube):
+    """app-1 crash-loops once the cluster is up."""
+
+    crashing = False
+
+    def _pod(self, component: str, name: str) -> dict[str, Any]:
+        pod = super()._pod(component, name)
+        if self.crashing and name == "app-1":
+            pod["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+            pod["status"]["containerStatuses"] = [{"name": "app", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]
+        return pod
+
+
+def test_a_pod_that_is_not_ready_names_its_own_trouble(tmp_path: Path, node_port: int) -> None:
+    kube = _CrashingKube(node_port)
+    cluster, _, _ = make(tmp_path, "nginx-hash", kube=kube)
+    with cluster:
+        healthy = cluster._pod_summary("app")
+        assert "event" not in healthy and "log" not in healthy  # ready pods: one line each
+        kube.crashing = True
+        summary = cluster._pod_summary("app")
+    lines = summary.splitlines()
+    assert "app-1: Running ready=False app=CrashLoopBackOff" in lines
+    assert "  event Warning BackOff: back-off" in lines  # its events …
+    assert "  log app: log of app-1" in lines  # … and the last lines of its log
+    assert not any("log of app-0" in line for line in lines)

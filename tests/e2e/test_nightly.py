@@ -18,6 +18,10 @@ NIGHT = ["--backend", "local", "--topology", "nginx-hash", "--only-matrix", "--d
 COMPARE = ["--", "--latency-threshold", "100"]
 
 
+def runs(reports: Path) -> list[Path]:
+    return [p for p in reports.glob("*/summary.json") if not p.parent.is_symlink()]  # not reports/latest
+
+
 def night(reports: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(ROOT / "scripts" / "nightly"), *NIGHT, "--reports", str(reports), *extra],
@@ -33,7 +37,7 @@ def test_the_nightly_gate_passes_a_clean_night_and_catches_a_planted_regression(
     first = night(tmp_path / "n1")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     assert "nothing to compare with" in first.stdout
-    (base,) = list((tmp_path / "n1").glob("*/summary.json"))
+    (base,) = runs(tmp_path / "n1")
     assert json.loads(base.read_text())["case"].endswith("test_verdict_equals_expected[nginx-hash]")
 
     clean = night(tmp_path / "n2", "--baseline", str(tmp_path / "n1"), *COMPARE)
@@ -43,7 +47,8 @@ def test_the_nightly_gate_passes_a_clean_night_and_catches_a_planted_regression(
     planted = night(tmp_path / "n3", "--baseline", str(tmp_path / "n1"), "--plant-regression", *COMPARE)
     assert planted.returncode == 1, planted.stdout[-3000:] + planted.stderr[-2000:]
     assert "nightly: FAILED" in planted.stdout
-    summary = json.loads(next((tmp_path / "n3").glob("*/summary.json")).read_text())
+    (run,) = runs(tmp_path / "n3")
+    summary = json.loads(run.read_text())
     assert summary["checks"]["continuity"]["measured"] == "fail"  # nginx round-robined: a real regression
     tail = planted.stdout[planted.stdout.index("harness compare") :]
     assert "nginx-hash" in tail and "continuity" in tail, tail[-3000:]  # the gate names it

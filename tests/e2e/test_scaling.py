@@ -22,7 +22,7 @@ from tests.e2e.test_local_swarm import swarm
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("local_only")]
 
-LENGTH = 8.0  # seconds each session lives: several sessions per client before and after the event
+LENGTH = 6.0  # seconds each session lives: several sessions per client before and after the event
 
 
 def sessions_of(summary: dict[str, Any]) -> list[SessionRecord]:
@@ -49,7 +49,7 @@ def test_nginx_hash_3_to_6_moves_about_the_minimum_and_moved_polling_sessions_br
     e2e_reports_dir: Path,
 ) -> None:
     summary = swarm(
-        "nginx-hash", e2e_reports_dir, 40, events="12s scale app 6", session_length=LENGTH, calls=2, users=45
+        "nginx-hash", e2e_reports_dir, 32, events="10s scale app 6", session_length=LENGTH, calls=2, users=45
     )
     event = the_event(summary)
     new = ["app-3", "app-4", "app-5"]
@@ -75,12 +75,12 @@ def test_nginx_hash_3_to_6_moves_about_the_minimum_and_moved_polling_sessions_br
 def test_haproxy_cookie_3_to_6_breaks_nothing_and_only_new_clients_reach_the_new_pods(
     e2e_reports_dir: Path,
 ) -> None:
-    # clients arrive over 20 s, so some come after the event at 10 s without a cookie
+    # clients arrive over 20 s, so some come after the event at 8 s without a cookie
     summary = swarm(
         "haproxy-cookie",
         e2e_reports_dir,
-        36,
-        events="10s scale app 6",
+        30,
+        events="8s scale app 6",
         session_length=LENGTH,
         calls=2,
         users=40,
@@ -94,7 +94,7 @@ def test_haproxy_cookie_3_to_6_breaks_nothing_and_only_new_clients_reach_the_new
     assert event["minimum_remap"] == 0 and event["clients_compared"] >= 10
     assert event["clients_remapped"] == 0, event  # clients keep their cookies, so their pods
     sessions = sessions_of(summary)
-    event_at = min(s.started for s in sessions) + 10
+    event_at = min(s.started for s in sessions) + 8
     first_seen: dict[str, float] = {}
     for s in sorted(sessions, key=lambda s: s.started):
         first_seen.setdefault(s.client, s.started)
@@ -105,7 +105,7 @@ def test_haproxy_cookie_3_to_6_breaks_nothing_and_only_new_clients_reach_the_new
 
 
 def test_seed_recipe_3_to_5_new_pods_alive_yet_starved_and_the_report_says_why(e2e_reports_dir: Path) -> None:
-    summary = swarm("seed", e2e_reports_dir, 26, events="8s scale app 5", session_length=4.0, calls=1, users=40)
+    summary = swarm("seed", e2e_reports_dir, 22, events="8s scale app 5", session_length=4.0, calls=1, users=40)
     event = the_event(summary)
     new = ["app-3", "app-4"]
     assert event["added"] == new
@@ -122,7 +122,7 @@ def test_seed_recipe_3_to_5_new_pods_alive_yet_starved_and_the_report_says_why(e
 def test_6_to_3_breaks_the_sessions_of_removed_pods_and_they_recover_on_the_rest(e2e_reports_dir: Path) -> None:
     base = load_topology("nginx-hash")
     six = base.model_copy(update={"app": base.app.model_copy(update={"replicas": 6})})
-    summary = swarm(six, e2e_reports_dir, 36, events="12s scale app 3", session_length=LENGTH, calls=2, users=45)
+    summary = swarm(six, e2e_reports_dir, 28, events="10s scale app 3", session_length=LENGTH, calls=2, users=45)
     event = the_event(summary)
     gone = ["app-3", "app-4", "app-5"]
     assert event["removed"] == gone and "no longer answer" in event["observed"]
@@ -144,7 +144,7 @@ def test_6_to_3_breaks_the_sessions_of_removed_pods_and_they_recover_on_the_rest
 @pytest.mark.parametrize("action", ["kill", "restart"])
 def test_kill_and_rolling_restart_replace_pods_that_live_to_the_end(e2e_reports_dir: Path, action: str) -> None:
     summary = swarm(
-        "nginx-hash", e2e_reports_dir, 30, events=f"10s {action} app", session_length=LENGTH, calls=2, users=40
+        "nginx-hash", e2e_reports_dir, 24, events=f"8s {action} app", session_length=LENGTH, calls=2, users=40
     )
     event = the_event(summary)
     replaced = event["added"]
@@ -167,7 +167,7 @@ def test_kill_and_rolling_restart_replace_pods_that_live_to_the_end(e2e_reports_
 def test_long_sessions_still_judge_affinity_both_ways(e2e_reports_dir: Path, topology: str) -> None:
     """With long sessions a client has a few sessions in a run; affinity is judged on them: the negative control
     still fails, the sticky topology still passes."""
-    summary = swarm(topology, e2e_reports_dir, 24, session_length=3.0, calls=1, users=40)
+    summary = swarm(topology, e2e_reports_dir, 20, session_length=3.0, calls=1, users=40)
     affinity = summary["checks"]["affinity"]
     assert affinity["figures"]["affinity_run"] == 3 and affinity["figures"]["judged"] >= 30, affinity
     assert affinity["measured"] == load_topology(topology).expected_verdicts()["affinity"], affinity

@@ -259,7 +259,29 @@ class KubeCluster(Cluster):
                 reasons = [str((v or {}).get("reason", k)) for k, v in state.items()]
                 states.append(f"{container.get('name')}={'/'.join(reasons)}")
             lines.append(f"{pod['metadata']['name']}: {status.get('phase')} ready={pod_ready(pod)} {' '.join(states)}")
+            if not pod_ready(pod):
+                lines += self._why_not_ready(pod)
         return "\n".join(lines) or "(no pods)"
+
+    def _why_not_ready(self, pod: dict[str, Any], events: int = 5, log_lines: int = 10) -> list[str]:
+        """A pod that is not ready names its own trouble: its last events and the last lines of its logs."""
+        name = pod["metadata"]["name"]
+        out = []
+        try:
+            mine = [e for e in self.kube.events(self.namespace) if (e.get("involvedObject") or {}).get("name") == name]
+        except HarnessError as exc:
+            mine, out = [], [f"  (could not read the events: {exc})"]
+        for event in mine[-events:]:
+            out.append(f"  event {event.get('type')} {event.get('reason')}: {event.get('message')}")
+        for container in (pod.get("spec") or {}).get("containers") or []:
+            try:
+                text = self.kube.pod_log(self.namespace, name, container["name"], False)
+            except HarnessError as exc:
+                out.append(f"  (no log of {container['name']}: {exc})")
+                continue
+            tail = text.splitlines()[-log_lines:]
+            out += [f"  log {container['name']}: {line}" for line in tail] or [f"  log {container['name']}: (empty)"]
+        return out
 
     def _do_start_reloader(self, _step: Step) -> None:
         tier = self.topology.proxy_tier
