@@ -145,7 +145,7 @@ def scaling_main(args: argparse.Namespace, reports: Path) -> int:
             seed = args.first_seed + i
             topology = scenario.topology()
             options = SwarmOptions(
-                users=scenario.users,
+                users=args.scaling_users or scenario.users,
                 spawn_rate=scenario.spawn_rate,
                 duration=scenario.duration,
                 calls=2,
@@ -201,6 +201,9 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[], help="topology name (repeatable)")
     parser.add_argument("--reports-dir", type=Path, default=None)
     parser.add_argument("--scaling", action="store_true", help="the scaling scenarios (one event, long sessions)")
+    parser.add_argument(
+        "--scaling-users", type=int, default=None, help="clients of each scaling run (default: its own)"
+    )
     args = parser.parse_args()
     reports = args.reports_dir or Path(tempfile.mkdtemp(prefix="verdict-repeats-"))
     if args.scaling:

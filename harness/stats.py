@@ -8,14 +8,33 @@ and the middle of a bucket is within 1/128 (≈0.8%) of any value in it, whateve
 counters, and travel as sparse JSON. The smallest and largest values are kept exactly. Values below 10 µs
 share the first bucket and values above 10 min the last one: percentiles there are only clamped to the exact
 min and max.
+
+The balance check asks how often placing n clients on k pods at random is at least as uneven as a run was.
+The chi-square approximation to that (``chi_square_sf``) is good with several clients per pod and rough
+below about five; with few clients the question is answered exactly instead (``multinomial_sf``: every
+distinct shape of a placement, weighted by how many placements have it, while there are few enough shapes),
+or by a seeded Monte-Carlo draw where there are too many shapes (``multinomial_sf_monte_carlo``). Both order
+placements by the sum of squared counts, which for fixed n and k orders them as the chi-square statistic does.
 """
 
 from __future__ import annotations
 
 import math
+import random
+from collections import Counter
 from typing import Any
 
-__all__ = ["RELATIVE_PRECISION", "Histogram", "chi_square_sf", "summarize"]
+__all__ = [
+    "MONTE_CARLO_DRAWS",
+    "RELATIVE_PRECISION",
+    "Histogram",
+    "chi_square_sf",
+    "monte_carlo_seed",
+    "multinomial_sf",
+    "multinomial_sf_monte_carlo",
+    "placement_shapes",
+    "summarize",
+]
 
 _LOWEST = 1e-5  # seconds: 10 µs
 _HIGHEST = 600.0  # seconds: 10 min
@@ -186,3 +205,100 @@ def chi_square_sf(x: float, df: int) -> float:
         total += term
         term *= y / (i + 1.5)
     return min(1.0, total)
+
+
+# random placements drawn by multinomial_sf_monte_carlo: a chance near the 1% threshold comes out within about
+# ±0.14 percentage points (two standard errors)
+MONTE_CARLO_DRAWS = 20_000
+
+# a sum of squared votes within this relative distance above a whole number counts as that number: split votes
+# add up fractions, and float rounding must not lift a tie with a whole placement above it
+_TIE_TOLERANCE = 1e-9
+
+
+def placement_shapes(n: int, k: int) -> int:
+    """The distinct shapes of placing ``n`` clients on ``k`` pods: partitions of n into at most k parts.
+
+    This is the number of terms ``multinomial_sf`` sums (before pruning), so its cost.
+    """
+    _need_placement(n, k)
+    # ways[m][j]: partitions of m into at most j parts (either fewer than j parts, or j parts each at least 1)
+    ways = [[1] * (k + 1)] + [[0] * (k + 1) for _ in range(n)]
+    for m in range(1, n + 1):
+        for j in range(1, k + 1):
+            ways[m][j] = ways[m][j - 1] + (ways[m - j][j] if m >= j else 0)
+    return ways[n][k]
+
+
+def multinomial_sf(square_sum: float, n: int, k: int) -> float:
+    """P(Σ Xᵢ² ≥ ``square_sum``) for n clients placed on k pods uniformly at random (X the counts), exactly.
+
+    Sums the probability of every placement shape (counts in decreasing order) whose square sum reaches
+    ``square_sum``: n! / Π xᵢ! placements per count vector, times the orderings of the shape over the pods,
+    over kⁿ. Weights are kept as logarithms, so the result is exact up to float rounding (about 1e-12
+    relative). Cost grows with ``placement_shapes(n, k)``; branches that cannot reach ``square_sum`` are cut.
+    """
+    _need_placement(n, k)
+    least = _least_square_sum(square_sum)
+    even, extra = divmod(n, k)
+    if least <= extra * (even + 1) ** 2 + (k - extra) * even**2:  # the most even placement reaches it
+        return 1.0
+    if least > n * n:
+        return 0.0
+    log_fact = [math.lgamma(i + 1) for i in range(max(n, k) + 1)]
+    leaf = log_fact[n] + log_fact[k] - n * math.log(k)
+    terms: list[float] = []
+
+    def walk(remaining: int, largest: int, used: int, squares: int, log_weight: float, run: int) -> None:
+        if remaining == 0:
+            if squares >= least:
+                terms.append(math.exp(leaf + log_weight - log_fact[k - used]))
+            return
+        slots = k - used
+        full, rest = divmod(remaining, largest)
+        if squares + full * largest * largest + rest * rest < least:
+            return  # even piling the rest up as high as allowed stays below
+        for x in range(min(largest, remaining), 0, -1):
+            if x * slots < remaining:
+                break  # the remaining pods, none above x, cannot hold the rest
+            repeat = run + 1 if x == largest and used else 1  # ties of equal counts: divide by their orderings
+            walk(remaining - x, x, used + 1, squares + x * x, log_weight - log_fact[x] - math.log(repeat), repeat)
+
+    walk(n, n, 0, 0, 0.0, 0)
+    return min(1.0, math.fsum(terms))
+
+
+def monte_carlo_seed(n: int, k: int) -> int:
+    """The seed of ``multinomial_sf_monte_carlo`` for n clients on k pods: the same run, the same verdict."""
+    return 1_000_003 * n + k
+
+
+def multinomial_sf_monte_carlo(
+    square_sum: float, n: int, k: int, draws: int = MONTE_CARLO_DRAWS, seed: int | None = None
+) -> float:
+    """``multinomial_sf`` estimated from ``draws`` random placements, seeded (by default from n and k).
+
+    The estimate is (hits + 1) / (draws + 1), the usual Monte-Carlo p-value: never 0, and never below the
+    chance it estimates by more than sampling error.
+    """
+    _need_placement(n, k)
+    if draws < 1:
+        raise ValueError(f"draws must be at least 1, not {draws}")
+    least = _least_square_sum(square_sum)
+    rng = random.Random(monte_carlo_seed(n, k) if seed is None else seed)
+    pods = range(k)
+    hits = 0
+    for _ in range(draws):
+        counts = Counter(rng.choices(pods, k=n)).values()
+        hits += sum(c * c for c in counts) >= least
+    return (hits + 1) / (draws + 1)
+
+
+def _least_square_sum(square_sum: float) -> int:
+    """The smallest whole square sum at least ``square_sum`` (with float noise above a whole number ignored)."""
+    return math.ceil(square_sum - _TIE_TOLERANCE * max(1.0, abs(square_sum)))
+
+
+def _need_placement(n: int, k: int) -> None:
+    if n < 0 or k < 1:
+        raise ValueError(f"a placement needs n >= 0 clients and k >= 1 pods, not n={n}, k={k}")

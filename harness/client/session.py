@@ -249,18 +249,19 @@ class _Session:
         if not self._connect():
             return
         sid = self.sio.eio.sid
-        for n in range(calls):
-            if n:
+        for n in range(calls + 1):
+            if 0 < n < calls:
                 time.sleep(call_interval)
-            if self.client.whoami:
-                ok = self._call("whoami", None, sid)
-            else:
-                payload = f"{self.client.client_id}/{sid}/{n}"
-                ok = self._call("echo", payload, sid, expect=payload)
-            if not ok:
+            if not self._call_number(n, calls, sid):
                 return
-        payload = f"{self.client.client_id}/{sid}/echo"
-        self._call("echo", payload, sid, expect=payload)
+
+    def _call_number(self, n: int, calls: int, sid: str | None) -> bool:
+        """Call ``n`` of a session's ``calls``: whoami (an echo for apps without it), then, at ``n == calls``,
+        the closing echo."""
+        if n < calls and self.client.whoami:
+            return self._call("whoami", None, sid)
+        payload = f"{self.client.client_id}/{sid}/{'echo' if n == calls else n}"
+        return self._call("echo", payload, sid, expect=payload)
 
     def run_long(self, calls: int, length: float, should_stop: Callable[[], bool]) -> None:
         """A session that lives ``length`` seconds: its calls (and the closing echo) spread evenly over it, idle in
@@ -272,15 +273,7 @@ class _Session:
         for n in range(calls + 1):
             if not self._idle_until(begin + length * (n + 1) / (calls + 2), should_stop):
                 return
-            if n == calls:
-                payload = f"{self.client.client_id}/{sid}/echo"
-                ok = self._call("echo", payload, sid, expect=payload)
-            elif self.client.whoami:
-                ok = self._call("whoami", None, sid)
-            else:
-                payload = f"{self.client.client_id}/{sid}/{n}"
-                ok = self._call("echo", payload, sid, expect=payload)
-            if not ok:
+            if not self._call_number(n, calls, sid):
                 return
         self._idle_until(begin + length, should_stop)
 

@@ -228,6 +228,31 @@ def _empty(title: str, width: int, text: str) -> str:
     )
 
 
+def _stacked_frame(
+    starts: Sequence[float],
+    bucket_s: float,
+    y_max: float,
+    layers: Mapping[str, Sequence[float]],
+    colors: Mapping[str, str],
+    title: str,
+    y_label: str,
+    width: int,
+    height: int,
+) -> _Frame:
+    """The frame, axes drawn, of a chart of stacked layers over buckets."""
+    frame = _Frame(
+        width=width,
+        height=height,
+        x_range=(starts[0], starts[-1] + bucket_s),
+        y_max=y_max,
+        title=title,
+        y_label=y_label,
+        legend=[(name, colors[name]) for name in layers],
+    )
+    frame.axes()
+    return frame
+
+
 def stacked_bars(
     starts: Sequence[float],
     bucket_s: float,
@@ -246,16 +271,7 @@ def stacked_bars(
     totals = [sum(values[i] for values in layers.values()) for i in range(len(starts))]
     if not starts or not any(totals):
         return _empty(title, width, empty_text)
-    frame = _Frame(
-        width=width,
-        height=height,
-        x_range=(starts[0], starts[-1] + bucket_s),
-        y_max=max(totals),
-        title=title,
-        y_label=y_label,
-        legend=[(name, colors[name]) for name in layers],
-    )
-    frame.axes()
+    frame = _stacked_frame(starts, bucket_s, max(totals), layers, colors, title, y_label, width, height)
     body: list[str] = []
     bar_w = max(frame.sx(bucket_s) - frame.sx(0.0) - 1.0, 0.6)
     for i, start in enumerate(starts):
@@ -299,16 +315,7 @@ def stacked_area(
     if not starts or not any(totals):
         return _empty(title, width, empty_text)
     end = starts[-1] + bucket_s
-    frame = _Frame(
-        width=width,
-        height=height,
-        x_range=(starts[0], end),
-        y_max=max(totals),
-        title=title,
-        y_label=y_label,
-        legend=[(name, colors[name]) for name in layers],
-    )
-    frame.axes()
+    frame = _stacked_frame(starts, bucket_s, max(totals), layers, colors, title, y_label, width, height)
     xs = [starts[0], *(start + bucket_s / 2 for start in starts), end]
     body: list[str] = []
     base = [0.0] * count

@@ -5,7 +5,9 @@ import json
 import pytest
 
 from harness.checks import Thresholds, check_balance, jain_index, sessions_per_pod
+from harness.checks.balance import EXACT_SHAPES, FEW_PER_POD, placement_chance
 from harness.client.records import Mode, SessionRecord
+from harness.stats import MONTE_CARLO_DRAWS, chi_square_sf, multinomial_sf, placement_shapes
 
 TH = Thresholds()
 PODS = ["app-0", "app-1", "app-2"]
@@ -111,11 +113,15 @@ def test_unevenness_that_chance_gives_few_clients_passes_and_says_so() -> None:
     assert result.verdict == "pass", result.reason
     assert result.figures["max_mean_ratio"] == pytest.approx(1.5 + 0.0)
     assert result.figures["clients"] == 20
-    assert result.figures["chance"] == pytest.approx(0.2865, abs=1e-4)  # chi-square 2.5 on 2 degrees of freedom
+    # exactly P(Σx² ≥ 150) = 42,766,733 / 3^17 = 0.3312 (chi-square 2.5 on 2 degrees of freedom: 0.2865)
+    assert result.figures["chance"] == pytest.approx(42_766_733 / 3**17, rel=1e-10)
+    assert result.figures["chance_method"] == "exact"
     result = check_balance(clients_on_pods({"app-0": 11, "app-1": 5, "app-2": 4}), PODS, TH)
     assert result.verdict == "pass", result.reason
     assert result.reason.startswith("uneven as chance makes it: max/mean 1.65 > 1.5")
-    assert "20 clients placed at random are at least this uneven 12% of the time" in result.reason
+    # exactly P(Σx² ≥ 162) = 53,658,775 / 3^18 = 0.1385 (chi-square: 12%)
+    assert "20 clients placed at random are at least this uneven 14% of the time" in result.reason
+    assert "(counted exactly over every placement; held against the topology below 1%)" in result.reason
     assert result.notes == ["more clients judge balance more sharply: 20 clients leave it to chance"]
 
 
@@ -145,6 +151,9 @@ def test_clients_that_move_between_pods_vote_for_each_pod_they_used() -> None:
     assert result.verdict == "fail"
     assert result.figures["clients"] == 30
     assert result.figures["chance"] < 1e-5
+    # Σ votes² = 22.5² + 7.5² = 562.5: whole placements reach it from Σx² = 563 up
+    assert result.figures["chance"] == multinomial_sf(563, 30, 3)
+    assert result.figures["chance_method"] == "exact"
 
 
 def test_chance_can_be_switched_off() -> None:
@@ -158,3 +167,85 @@ def test_jain_index() -> None:
     assert jain_index([0, 0]) == 1.0
     assert jain_index([4, 4, 4]) == 1.0
     assert jain_index([6, 0, 0]) == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize("per_pod", range(1, 11))
+def test_an_even_split_of_few_clients_passes(per_pod: int) -> None:
+    result = check_balance(clients_on_pods(dict.fromkeys(PODS, per_pod)), PODS, TH)
+    assert result.verdict == "pass", result.reason
+    assert result.figures["chance"] == 1.0  # every placement is at least as uneven as the most even one
+    assert result.figures["chance_method"] == "exact"
+
+
+@pytest.mark.parametrize("per_pod", range(1, 11))
+def test_all_clients_on_one_pod_fail_unless_chance_explains_it(per_pod: int) -> None:
+    clients = 3 * per_pod
+    result = check_balance(clients_on_pods({"app-0": clients}), PODS, TH)
+    assert result.figures["chance"] == pytest.approx(3 * 3.0**-clients, rel=1e-10)  # one of 3 pods for all
+    assert result.figures["chance_method"] == "exact"
+    if per_pod == 1:  # 3 clients on one pod: 1 run in 9
+        assert result.verdict == "pass", result.reason
+        assert "3 clients placed at random are at least this uneven 11% of the time" in result.reason
+    else:
+        assert result.verdict == "fail", result.reason
+        assert f"{clients} clients at random: {result.figures['chance']:.2g} chance, exact" in result.reason
+
+
+@pytest.mark.parametrize("clients", range(3, 31))
+def test_all_on_one_pod_of_three_is_put_down_to_chance_up_to_5_clients(clients: int) -> None:
+    # 3^(1-n) ≥ 1% up to n = 5 (1/81); 6 clients on one pod happen by chance 1 run in 243
+    # (the chi-square approximation, e^-n, failed 5 clients already: 0.67%)
+    result = check_balance(clients_on_pods({"app-1": clients}), PODS, TH)
+    assert result.verdict == ("pass" if clients <= 5 else "fail"), result.reason
+
+
+def test_negative_control_ten_clients_per_pod_all_on_one_pod_fail() -> None:
+    result = check_balance(clients_on_pods({"app-2": 30}), PODS, TH)
+    assert result.verdict == "fail"
+    assert result.figures["chance"] == pytest.approx(3.0**-29, rel=1e-10)
+    assert result.reason.startswith("unbalanced: 2 idle pods (app-0, app-1); max/mean 3.00 > 1.5; Jain 0.33 < 0.8")
+
+
+def test_split_votes_are_judged_against_whole_placements_ties_included() -> None:
+    # 2 clients stay on app-0, 2 split evenly: votes 3 / 1, a tie with a 3-1 placement, so (2 + 8) / 16
+    sticky = clients_on_pods({"app-0": 2}, each=10)
+    split = [
+        SessionRecord(client=f"s{c}", source="127.0.1.1", mode=Mode.POLLING, started=float(i), pods=[pod])
+        for c in range(2)
+        for i, pod in enumerate(["app-0", "app-1"] * 5)
+    ]
+    result = check_balance(sticky + split, ["app-0", "app-1"], TH)
+    assert result.figures["clients"] == 4
+    assert result.figures["chance"] == pytest.approx(10 / 16, rel=1e-12)
+    # votes 2.5 / 1.5 (Σ 8.5): a placement is as uneven from 3-1 (Σ 10) on
+    assert placement_chance([2.5, 1.5], 4) == pytest.approx((10 / 16, "exact"))
+
+
+def test_many_pods_with_few_clients_each_are_judged_by_seeded_monte_carlo() -> None:
+    pods = [f"app-{i}" for i in range(20)]
+    assert placement_shapes(60, 20) > EXACT_SHAPES
+    assert FEW_PER_POD > 60 / 20  # 3 clients per pod
+    even = check_balance(clients_on_pods(dict.fromkeys(pods, 3), each=1), pods, TH)
+    assert even.verdict == "pass", even.reason
+    assert even.figures["chance_method"] == "monte-carlo"
+    assert even.figures["chance"] == 1.0
+    piled = clients_on_pods({"app-0": 20, "app-1": 20, "app-2": 20}, each=1)
+    result = check_balance(piled, pods, TH)
+    assert result.verdict == "fail"
+    assert result.figures["chance_method"] == "monte-carlo"
+    assert result.figures["chance"] == 1 / (MONTE_CARLO_DRAWS + 1)  # no random placement was as uneven
+    assert "60 clients at random: 5e-05 chance, monte-carlo" in result.reason
+    assert check_balance(piled, pods, TH).figures == result.figures  # seeded: the same verdict every time
+    uneven = clients_on_pods({pod: 2 + (i < 4) * 5 for i, pod in enumerate(pods)}, each=1)
+    result = check_balance(uneven, pods, TH)
+    assert result.verdict == "pass", result.reason
+    assert "(estimated from 20,000 seeded random placements; held against" in result.reason
+
+
+def test_many_clients_on_many_pods_keep_the_chi_square_approximation() -> None:
+    pods = [f"app-{i}" for i in range(10)]
+    per_pod = {pod: 60 + (i % 2) * 10 - 5 for i, pod in enumerate(pods)}  # 55 / 65 alternating
+    result = check_balance(clients_on_pods(per_pod, each=2), pods, TH)
+    assert result.figures["chance_method"] == "chi-square"
+    assert result.figures["chance"] == pytest.approx(chi_square_sf(10 * 25 / 60, 9), rel=1e-12)
+    assert result.verdict == "pass", result.reason

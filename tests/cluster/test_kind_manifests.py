@@ -181,6 +181,21 @@ def test_the_app_pods_get_their_name_and_a_handshake_readiness_probe() -> None:
     assert selector.items() == by_kind(objects, "Service", "app")["spec"]["selector"].items()
 
 
+@pytest.mark.parametrize(
+    ("name", "strict"), [("nlb-sticky-local", True), ("clientip-local", True), ("no-affinity", False), ("seed", False)]
+)
+def test_app_pods_behind_a_local_nodeport_are_spread_strictly(name: str, strict: bool) -> None:
+    """A node without an app pod black-holes what the balancer sends it under externalTrafficPolicy Local: such
+    pods must land one per node (DoNotSchedule), and the balancer health-checks the nodes."""
+    topology = load_topology(name)
+    deployment = by_kind(render_manifests(topology, run_id=RUN_ID), "Deployment", "app")
+    (constraint,) = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"]
+    assert constraint["whenUnsatisfiable"] == ("DoNotSchedule" if strict else "ScheduleAnyway")
+    assert constraint["maxSkew"] == 1
+    if strict:
+        assert topology.load_balancer.health_check is not None
+
+
 def test_namespace_and_labels_are_valid_for_any_run_id() -> None:
     long_id = "20250101-120000-" + "a" * 41 + "-ffff"
     assert len(namespace_for(long_id)) <= 63

@@ -53,3 +53,34 @@ def test_the_nightly_gate_passes_a_clean_night_and_catches_a_planted_regression(
     tail = planted.stdout[planted.stdout.index("harness compare") :]
     assert "nginx-hash" in tail and "continuity" in tail, tail[-3000:]  # the gate names it
     assert not list(tmp_path.rglob("kubeconfig"))
+
+
+@pytest.mark.parametrize("expect_continuity", ["fail", "pass"])
+def test_a_run_whose_verdict_differs_collects_evidence_while_its_cluster_is_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, expect_continuity: str
+) -> None:
+    """no-affinity breaks continuity; expected to pass, its verdict differs and evidence is collected (the cluster
+    still up); expected to fail, as built, nothing is collected."""
+    from harness import runner
+    from harness.cluster.local.backend import LocalCluster
+    from harness.topology import load_topology
+
+    collected: list[tuple[str, bool]] = []
+
+    class WithEvidence(LocalCluster):
+        def collect_evidence(self, reason: str) -> Path:
+            collected.append((reason, self.pod_answers(self.pods("app")[0]) is True))  # up while collecting
+            return self.run_dir / "evidence"
+
+    monkeypatch.setattr(runner, "LocalCluster", WithEvidence)
+    base = load_topology("no-affinity")
+    expected = base.expected.model_copy(update={"continuity": expect_continuity})
+    topology = base.model_copy(update={"expected": expected})
+    options = runner.SwarmOptions(users=10, spawn_rate=10, duration=8, calls=1, progress_every=1000)
+    judgement = runner.run_topology(topology, options, seed=12, reports_dir=tmp_path, echo=lambda _: None)
+    assert judgement.summary["checks"]["continuity"]["measured"] == "fail"
+    if expect_continuity == "pass":
+        assert judgement.exit_code == 1 and collected == [("verdict differs from expected", True)]
+        assert "evidence: " in judgement.text
+    else:
+        assert judgement.exit_code == 0 and collected == []
