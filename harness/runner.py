@@ -155,10 +155,11 @@ def swarm(
     events: EventRunner | None = None,
     replicas: Callable[[], str] | None = None,
     failure: Callable[[], str | None] | None = None,
-) -> None:
+) -> str | None:
     """Run Locust headless against ``entry_url`` until ``options.duration`` is over; records go to run_dir.
     A timeline of events, if given, starts with the swarm. ``failure()`` names a failure of the harness's own
-    machinery once there is one: the swarm then stops early (the run will not be judged)."""
+    machinery once there is one: the swarm then stops early (the run will not be judged). Returns what went
+    wrong with the load generator itself (it exited on its own), or None."""
     argv = [
         sys.executable,
         "-m",
@@ -231,8 +232,12 @@ def swarm(
         if events is not None:
             events.stop()
     code = process.popen.returncode if process.popen is not None else None
-    if code not in (0, None) and not (failure is not None and failure() is not None):
-        raise CommandError(argv, code, process.log_tail(30), "the swarm (locust)")
+    if code in (0, None) or (failure is not None and failure() is not None):
+        return None
+    last = [line for line in process.log_tail(30).splitlines() if line.strip()][-1:] or ["(no output)"]
+    echo(f"the load generator exited on its own; its log ends:\n{process.log_tail(15)}")
+    signal_text = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
+    return f"the load generator (locust) exited during the run ({signal_text}): {last[0].strip()}"
 
 
 def _event_line(record: EventRecord) -> str:
@@ -281,7 +286,7 @@ def run_topology(
             return watch.failure or (timeline.failure if timeline is not None else None)
 
         with ProcessWatch(cluster, run_dir, on_exit=lambda r: echo(f"UNPLANNED: {r.label}")) as watch:
-            swarm(
+            load_failure = swarm(
                 cluster.entry_url,
                 run_dir,
                 options,
@@ -317,7 +322,7 @@ def run_topology(
             meta=meta,
             reports_dir=reports_dir,
             client_addresses=options.client_addresses,
-            harness_failure=failure(),
+            harness_failure=failure() or load_failure,
         )
         collect = getattr(cluster, "collect_evidence", None)
         if judgement.exit_code != 0 and collect is not None:

@@ -129,6 +129,16 @@ def _live_at(sessions: Sequence[SessionRecord], at: float) -> list[SessionRecord
     return [s for s in sessions if s.connected and s.pods and s.started <= at < (s.ended or s.started)]
 
 
+def _live_during(sessions: Sequence[SessionRecord], event: EventRecord, broken: Sequence[SessionRecord]) -> int:
+    """Sessions live while the event ran (a rolling restart takes seconds), the ones it broke among them."""
+    live = {
+        id(s)
+        for s in sessions
+        if s.connected and s.pods and s.started <= event.ended + SLACK and (s.ended or s.started) >= event.started
+    }
+    return len(live | {id(s) for s in broken})
+
+
 def _half_share_time(sessions: Sequence[SessionRecord], event: EventRecord, window_end: float) -> float | None:
     """Seconds after the event when the new pods first held half their fair share of the live sessions."""
     if not event.added or not event.pods_after:
@@ -229,7 +239,7 @@ def event_report(
         "remap_excess": remapped - minimum,
         "recovered": len(recovery),
         "recovery_s": {"p50": _percentile(recovery, 50), "p99": _percentile(recovery, 99)},
-        "live_at_event": len(_live_at(sessions, event.started)),
+        "live_at_event": _live_during(sessions, event, disrupted),
         "broken": broken,
         "reconnect_s": {"p50": _percentile(reconnect, 50), "p99": _percentile(reconnect, 99)},
         "sessions_on_new_pods": new_sessions if event.added else None,

@@ -189,7 +189,7 @@ def _event_facts(event: EventRecord, report: dict[str, Any]) -> list[tuple[str, 
     facts: list[tuple[str, str]] = []
     live = report.get("live_at_event")
     if live is not None:
-        facts.append(("sessions live at the event", str(live)))
+        facts.append(("sessions live during the event", str(live)))
     broken = report.get("broken")
     if isinstance(broken, dict):
         order = [*(k for k in _BROKEN_KINDS if k in broken), *(k for k in broken if k not in _BROKEN_KINDS)]

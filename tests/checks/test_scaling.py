@@ -174,11 +174,11 @@ def test_live_sessions_broken_and_how_and_the_reconnection() -> None:
     sessions = [wrong_pod, reset, timeout, untouched, *later]
     assign_disruptions(sessions, [ev])
     report = event_report(sessions, ev, None)
-    assert report["live_at_event"] == 3  # a, c and d were live at 100; b started after
+    assert report["live_at_event"] == 4  # a, c and d were live at 100, b started while the event ran
     assert report["broken"] == {"wrong_pod": 2, "reset": 1}  # c was served by two pods: wrong pod first
     assert report["disrupted_sessions"] == 3 and untouched.disrupted_by is None
     assert report["reconnect_s"]["p50"] == 1.0 and report["reconnect_s"]["p99"] == 1.5
-    assert "3 of 3 live sessions broken (1 reset, 2 wrong-pod), reconnected after 1 s (p50)" in report["reading"]
+    assert "3 of 4 live sessions broken (1 reset, 2 wrong-pod), reconnected after 1 s (p50)" in report["reading"]
 
 
 def test_break_kinds() -> None:

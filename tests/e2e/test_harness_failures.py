@@ -102,3 +102,25 @@ def test_the_network_daemon_dying_is_not_judged(tmp_path: Path) -> None:
     assert summary["verdict"] == "not judged"
     assert [u["what"] for u in summary["unplanned"]] == ["netd"]  # type: ignore[index]
     assert find_run_processes(run_id) == {}
+
+
+def test_the_load_generator_dying_is_not_judged(tmp_path: Path) -> None:
+    proc, lines = harness_run(tmp_path, "--duration", "20s", "--topology", "no-affinity")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("up:"):
+            break
+    run_id = next(x for x in lines if x.startswith("run ")).split()[1].rstrip(":")
+    deadline = time.monotonic() + 10
+    locust: list[int] = []
+    while not locust and time.monotonic() < deadline:
+        time.sleep(0.2)
+        locust = [p for p in find_run_processes(run_id) if b"locust" in Path(f"/proc/{p}/cmdline").read_bytes()]
+    threading.Timer(3.0, os.kill, args=(locust[0], signal.SIGKILL)).start()
+    out = finish(proc, lines)
+    assert proc.returncode == 2, out
+    (line,) = [x for x in out.splitlines() if x.startswith("NOT JUDGED")]
+    assert "the load generator (locust) exited during the run (killed by signal 9)" in line
+    assert summary_of(tmp_path)["verdict"] == "not judged"
+    assert find_run_processes(run_id) == {}

@@ -193,7 +193,7 @@ def test_the_event_section_shows_what_broke_and_how_load_settled(reports: dict[s
     e1 = moves[moves.index("<h3>e1 ") : moves.index("<h3>x1 ")]
     facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", e1))
     assert facts == {
-        "sessions live at the event": "38",
+        "sessions live during the event": "38",
         "live sessions it broke": "wrong pod 3, reset 2, other 1",
         "break to the client&#39;s next connected session": "p50 0.25 s, p99 1.5 s",
         "new pods at half their fair share of live sessions": "4.5 s after the event",
@@ -202,7 +202,7 @@ def test_the_event_section_shows_what_broke_and_how_load_settled(reports: dict[s
     e2 = moves[moves.index("<h3>e2 ") :]
     facts = dict(re.findall(r"<dt>(.*?)</dt><dd>(.*?)</dd>", e2))
     assert facts == {
-        "sessions live at the event": "40",
+        "sessions live during the event": "40",
         "live sessions it broke": "none",
         "break to the client&#39;s next connected session": "none measured",
         "new pods at half their fair share of live sessions": "not reached",
@@ -215,7 +215,7 @@ def test_the_facts_the_judge_computes_are_shown(reports: dict[str, Path]) -> Non
     page = _page(reports["scaling"])
     moves = page[page.index('<section id="moves">') : page.index('<section id="latency">')]
     for report in summary["events"]:
-        assert f"<dt>sessions live at the event</dt><dd>{report['live_at_event']}</dd>" in moves
+        assert f"<dt>sessions live during the event</dt><dd>{report['live_at_event']}</dd>" in moves
 
 
 NEW_EVENT_KEYS = ("live_at_event", "broken", "reconnect_s", "new_pods_half_share_s", "observed", "why", "unreached")
