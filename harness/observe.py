@@ -130,7 +130,7 @@ def observe_event(
         if answers(pod):
             raise NotDone(f"{pod.name} was removed but still answers at {pod.address}:{pod.port}")
     if removed:
-        parts.append(f"{', '.join(p.name for p in removed)} no longer answer")
+        parts.append(f"{', '.join(p.name for p in removed)} no longer answer{'s' if len(removed) == 1 else ''}")
     unreached: list[str] = []
     if added and component == "app":
         names = {p.name for p in added}

@@ -78,7 +78,7 @@ def test_a_removed_pod_that_still_answers_is_not_done() -> None:
     with pytest.raises(NotDone, match="app-1 was removed but still answers"):
         observe_event(Fake({"app-1"}), "scale", "app", [app("app-1")], [], probe_addresses(), gone_budget=0.2)
     seen = observe_event(Fake(set()), "scale", "app", [app("app-1")], [], probe_addresses())
-    assert seen.text == "app-1 no longer answer"
+    assert seen.text == "app-1 no longer answers"
 
 
 def test_a_balancer_that_kept_the_node_is_not_done() -> None:

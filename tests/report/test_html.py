@@ -293,3 +293,14 @@ def test_unreadable_records_are_skipped_and_reported(tmp_path: Path) -> None:
 def test_a_run_without_a_summary_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="harness report"):
         load_run(tmp_path)
+
+
+def test_the_run_details_name_the_session_length_and_the_case_when_there_are_any(reports: dict[str, Path]) -> None:
+    data = load_run(reports["scaling"])
+    data.summary.update(session_length_s=6.0, kube_proxy_mode="ipvs", case="tests/e2e/x.py::test_y")
+    page = render_html(data)
+    for label, value in (("session length", "6 s"), ("kube-proxy mode", "ipvs"), ("case", "tests/e2e/x.py::test_y")):
+        assert re.search(rf"<dt>{label}</dt>\s*<dd>{re.escape(value)}</dd>", page), label
+    data.summary.update(session_length_s=0.0, kube_proxy_mode=None, case=None)  # short sessions, local: not said
+    page = render_html(data)
+    assert "<dt>session length</dt>" not in page and "<dt>kube-proxy mode</dt>" not in page
