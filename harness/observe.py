@@ -136,18 +136,25 @@ def observe_event(
         names = {p.name for p in added}
         entry = getattr(cluster, "entry_url", None)
         reached = find_through_entry(entry, names, addresses, budget=budget) if entry and budget > 0 else set()
+        unknown: list[str] = []
         for pod in added:
             if pod.name in reached:
                 continue
-            if answers(pod) is False:
+            direct = answers(pod)
+            if direct is False:
                 raise NotDone(f"{pod.name} never answered a handshake, directly or through the entry")
-            unreached.append(pod.name)
+            (unreached if direct else unknown).append(pod.name)
         if reached:
             parts.append(f"{', '.join(sorted(reached))} answered handshakes through the entry")
         if unreached:
             parts.append(
                 f"{', '.join(unreached)} answered directly, but no handshake through the entry reached them "
                 f"within {budget:g} s"
+            )
+        if unknown:  # a backend that cannot reach pods directly: its own readiness wait is all there is
+            parts.append(
+                f"no handshake through the entry reached {', '.join(unknown)} within {budget:g} s "
+                "(this backend cannot ask a pod directly)"
             )
     elif added:
         for pod in added:

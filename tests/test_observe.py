@@ -106,3 +106,12 @@ def test_a_probe_handshake_names_the_pod_from_its_own_address(tmp_path: Path) ->
     with app_pod("A", tmp_path) as pod:
         assert entry_handshake(pod.url, "127.240.7.1") == "A"
     assert entry_handshake("http://127.0.0.1:9", "127.240.7.2") is None  # nothing listens there
+
+
+def test_a_backend_that_cannot_ask_pods_directly_says_so() -> None:
+    class Blind:
+        entry_url = "http://127.0.0.1:9"
+
+    seen = observe_event(Blind(), "scale", "app", [], [app("app-3")], probe_addresses(), budget=0)
+    assert seen.unreached == () and "cannot ask a pod directly" in seen.text
+    assert "answered directly" not in seen.text

@@ -40,6 +40,16 @@ def harness_run(tmp_path: Path, *args: str) -> tuple[subprocess.Popen[str], list
     return proc, []
 
 
+def until_up(proc: subprocess.Popen[str], lines: list[str]) -> str:
+    """Read the run's output until the cluster is up; the run id."""
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if line.startswith("up:"):
+            break
+    return next(x for x in lines if x.startswith("run ")).split()[1].rstrip(":")
+
+
 def finish(proc: subprocess.Popen[str], lines: list[str]) -> str:
     out, _ = proc.communicate(timeout=120)
     return "".join(lines) + out
@@ -81,12 +91,7 @@ def test_an_event_that_cannot_take_effect_is_not_judged(tmp_path: Path, scale_to
 
 def test_the_network_daemon_dying_is_not_judged(tmp_path: Path) -> None:
     proc, lines = harness_run(tmp_path, "--duration", "20s", "--topology", "no-affinity")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("up:"):
-            break
-    run_id = next(x for x in lines if x.startswith("run ")).split()[1].rstrip(":")
+    run_id = until_up(proc, lines)
     netd = [
         pid for pid in find_run_processes(run_id) if b"harness.net.netd" in Path(f"/proc/{pid}/cmdline").read_bytes()
     ]
@@ -106,12 +111,7 @@ def test_the_network_daemon_dying_is_not_judged(tmp_path: Path) -> None:
 
 def test_the_load_generator_dying_is_not_judged(tmp_path: Path) -> None:
     proc, lines = harness_run(tmp_path, "--duration", "20s", "--topology", "no-affinity")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        lines.append(line)
-        if line.startswith("up:"):
-            break
-    run_id = next(x for x in lines if x.startswith("run ")).split()[1].rstrip(":")
+    run_id = until_up(proc, lines)
     deadline = time.monotonic() + 10
     locust: list[int] = []
     while not locust and time.monotonic() < deadline:
