@@ -22,6 +22,7 @@ __all__ = [
     "ScalingHints",
     "assign_disruptions",
     "break_kind",
+    "client_homes",
     "event_report",
     "exit_report",
     "hints_for",
@@ -162,6 +163,24 @@ def _by_client(sessions: Sequence[SessionRecord]) -> dict[str, list[SessionRecor
     return by_client
 
 
+def client_homes(
+    by_client: dict[str, list[SessionRecord]], event: EventRecord, window_end: float
+) -> dict[str, tuple[str, str]]:
+    """Client → (pod before, pod after) for every client seen on both sides of an event (``by_client``: each
+    client's sessions in start order, ``disrupted_by`` assigned). Before: its last session started before the
+    event that worked or that the event broke (a live session of a moved client is where it was). After: its
+    first good session once the event settled, before ``window_end`` (the next event)."""
+    homes = {}
+    for client, history in by_client.items():
+        earlier = [
+            s for s in history if s.pods and s.started < event.started and (_good(s) or s.disrupted_by == event.id)
+        ]
+        later = [s for s in history if _good(s) and event.ended + SLACK <= s.started < window_end]
+        if earlier and later:
+            homes[client] = (earlier[-1].pods[0], later[0].pods[0])
+    return homes
+
+
 def _recovery(
     disrupted: Sequence[SessionRecord], by_client: dict[str, list[SessionRecord]], since: float
 ) -> tuple[list[float], list[float]]:
@@ -186,19 +205,10 @@ def event_report(
     hints: ScalingHints | None = None,
 ) -> dict[str, Any]:
     by_client = _by_client(sessions)
-    before: dict[str, str] = {}
-    after: dict[str, str] = {}
     window_end = next_start if next_start is not None else math.inf
-    for client, history in by_client.items():
-        # the client's home before the event: its last session started before it, whether it worked or the
-        # event broke it (a live session of a moved client is where it was)
-        earlier = [
-            s for s in history if s.pods and s.started < event.started and (_good(s) or s.disrupted_by == event.id)
-        ]
-        later = [s for s in history if _good(s) and event.ended + SLACK <= s.started < window_end]
-        if earlier and later:
-            before[client] = earlier[-1].pods[0]
-            after[client] = later[0].pods[0]
+    homes = client_homes(by_client, event, window_end)
+    before = {client: pods[0] for client, pods in homes.items()}
+    after = {client: pods[1] for client, pods in homes.items()}
     remapped = sum(1 for c in before if before[c] != after[c])
     minimum = minimum_remap(event, before, hints)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checks.continuity import is_transport_error
-from harness.checks.scaling import SLACK
+from harness.checks.scaling import client_homes
 from harness.client.records import SessionRecord
 from harness.events import EventRecord
 from harness.stats import Histogram
@@ -261,10 +261,6 @@ def timeline(
     return tl
 
 
-def _good(s: SessionRecord) -> bool:
-    return s.connected and s.violation is None and s.error is None and bool(s.pods)
-
-
 @dataclass
 class EventMoves:
     """Where clients went at one event: each compared client's pod before → its pod after, counted."""
@@ -297,21 +293,15 @@ def event_moves(sessions: Sequence[SessionRecord], events: Sequence[EventRecord]
     nobody on purpose: its entry has no moves."""
     by_client: dict[str, list[SessionRecord]] = {}
     for s in sorted(sessions, key=lambda s: s.started):
-        if s.pods:
-            by_client.setdefault(s.client, []).append(s)
+        by_client.setdefault(s.client, []).append(s)
     planned = [e for e in events if e.planned]
     window_ends = {e.id: planned[i + 1].started if i + 1 < len(planned) else math.inf for i, e in enumerate(planned)}
     out = []
     for event in events:
         moves: dict[str, dict[str, int]] = {}
         if event.planned:
-            window_end = window_ends[event.id]
-            for history in by_client.values():
-                earlier = [s for s in history if s.started < event.started and (_good(s) or s.disrupted_by == event.id)]
-                later = [s for s in history if _good(s) and event.ended + SLACK <= s.started < window_end]
-                if earlier and later:
-                    row = moves.setdefault(earlier[-1].pods[0], {})
-                    after = later[0].pods[0]
-                    row[after] = row.get(after, 0) + 1
+            for before, after in client_homes(by_client, event, window_ends[event.id]).values():
+                row = moves.setdefault(before, {})
+                row[after] = row.get(after, 0) + 1
         out.append(EventMoves(event.id, event.label, list(event.removed), list(event.added), moves))
     return out
