@@ -28,6 +28,7 @@ __all__ = [
     "hints_for",
     "minimum_remap",
     "scaling_report",
+    "sessions_by_client",
 ]
 
 SLACK = 1.0  # seconds: endpoint updates reach every proxy within this after an event ends
@@ -156,7 +157,8 @@ def _half_share_time(sessions: Sequence[SessionRecord], event: EventRecord, wind
     return None
 
 
-def _by_client(sessions: Sequence[SessionRecord]) -> dict[str, list[SessionRecord]]:
+def sessions_by_client(sessions: Sequence[SessionRecord]) -> dict[str, list[SessionRecord]]:
+    """Each client's sessions in start order (what `client_homes` reads)."""
     by_client: dict[str, list[SessionRecord]] = {}
     for s in sorted(sessions, key=lambda s: s.started):
         by_client.setdefault(s.client, []).append(s)
@@ -204,7 +206,7 @@ def event_report(
     next_start: float | None,
     hints: ScalingHints | None = None,
 ) -> dict[str, Any]:
-    by_client = _by_client(sessions)
+    by_client = sessions_by_client(sessions)
     window_end = next_start if next_start is not None else math.inf
     homes = client_homes(by_client, event, window_end)
     before = {client: pods[0] for client, pods in homes.items()}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checks.continuity import is_transport_error
-from harness.checks.scaling import client_homes
+from harness.checks.scaling import client_homes, sessions_by_client
 from harness.client.records import SessionRecord
 from harness.events import EventRecord
 from harness.stats import Histogram
@@ -291,9 +291,7 @@ def event_moves(sessions: Sequence[SessionRecord], events: Sequence[EventRecord]
     last session started before it that worked or that the event broke; ``disrupted_by`` already assigned) against
     its first good session after the event settled and before the next planned event. An unplanned exit moves
     nobody on purpose: its entry has no moves."""
-    by_client: dict[str, list[SessionRecord]] = {}
-    for s in sorted(sessions, key=lambda s: s.started):
-        by_client.setdefault(s.client, []).append(s)
+    by_client = sessions_by_client(sessions)
     planned = [e for e in events if e.planned]
     window_ends = {e.id: planned[i + 1].started if i + 1 < len(planned) else math.inf for i, e in enumerate(planned)}
     out = []
