@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.runner import BackendOptions, SwarmOptions, run_topology
+from harness.lifecycle import BackendOptions, SwarmOptions, run_topology
 from harness.topology import Topology, load_topology
 
 # (topology, client addresses): the local matrix of tests/e2e, the flaws the address modes are there to show

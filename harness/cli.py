@@ -87,7 +87,7 @@ def _backend_options(func: Any) -> Any:
 
 
 def _backend(kwargs: dict[str, Any], app_cmd: list[str] | None = None) -> Any:
-    from harness.runner import BackendOptions
+    from harness.lifecycle import BackendOptions
 
     return BackendOptions(
         name=kwargs.pop("backend"),
@@ -120,7 +120,16 @@ _reports_option = click.option("--reports-dir", default=None, help="Where runs a
 @cli.command()
 @_topology_option
 @_backend_options
-@click.option("--users", type=click.IntRange(1, 5000), default=60, show_default=True, help="Simulated clients.")
+@click.option("--users", type=click.IntRange(1, 200_000), default=60, show_default=True, help="Simulated clients.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Locust processes making load: more than one runs Locust's distributed mode (a master and this many "
+    "workers on loopback). One is the default: on a small machine the cluster under test needs the other cores; "
+    "the summary's load section says when one process was saturated.",
+)
 @click.option("--spawn-rate", type=click.FloatRange(0.1, 1000), default=10.0, show_default=True)
 @click.option("--duration", default="60s", show_default=True, callback=_duration, help="How long to swarm.")
 @click.option(
@@ -165,6 +174,7 @@ _reports_option = click.option("--reports-dir", default=None, help="Where runs a
 def run(
     topology_name: str,
     users: int,
+    processes: int,
     spawn_rate: float,
     duration: float,
     client_addresses: str,
@@ -179,7 +189,7 @@ def run(
 ) -> None:
     """Bring a topology up, swarm it, judge it, write the report, take it down."""
     from harness.events import parse_events
-    from harness.runner import USER_CLASSES, SwarmOptions, run_topology
+    from harness.lifecycle import USER_CLASSES, SwarmOptions, run_topology
 
     topology = load_topology(topology_name)
     backend = _backend(backend_kwargs, shlex.split(app_cmd) if app_cmd else None)
@@ -204,6 +214,7 @@ def run(
         session_length=session_length,
         modes=modes,
         whoami=not backend.app_cmd,
+        processes=processes,
     )
     judgement = run_topology(
         topology,

@@ -14,27 +14,25 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from harness.checks import CheckResult, Thresholds, check_balance, compare, converged_pod, evaluate
 from harness.checks.scaling import SLACK, assign_disruptions, exit_report, hints_for, scaling_report
-from harness.client.records import SessionRecord, read_run_sessions
-from harness.errors import UsageError
+from harness.client.records import SessionRecord, read_run_sessions_by_process
 from harness.events import EventRecord, read_event_records
+from harness.load import load_report, set_apart
 from harness.stats import Histogram, summarize
-from harness.topology import Topology, load_topology
+from harness.topology import Topology
 
 __all__ = [
     "SUMMARY_SCHEMA",
     "Judgement",
-    "SwarmOwner",
     "cluster_link",
     "default_reports_dir",
     "judge",
     "new_run_id",
-    "open_for_locust",
 ]
 
 log = logging.getLogger(__name__)
@@ -130,7 +128,12 @@ def judge(
     if (meta or {}).get("session_length_s"):
         # long sessions: few per client, so a client is judged on fewer (the many clients make up for it)
         th = replace(th, affinity_run=th.affinity_run_long)
-    sessions: list[SessionRecord] = list(read_run_sessions(run_dir))
+    load = load_report(run_dir)
+    harness_failure = harness_failure or load["failure"]
+    # a saturated load process's timeouts in its busy seconds are the load side's, not the topology's
+    sessions, load_side = set_apart(read_run_sessions_by_process(run_dir), load)
+    load_section = {k: v for k, v in load.items() if not k.startswith("_")}
+    load_section["load_side_timeouts"] = load_side
     timeline = read_event_records(run_dir)
     events = [e for e in timeline if e.planned]
     assign_disruptions(sessions, timeline)
@@ -185,6 +188,7 @@ def judge(
         },
         "notes": list(outcome.notes),
         "latency_ms": latency,
+        "load": load_section,
         "verdict": "not judged" if harness_failure else "as expected" if ok else "differs from expected",
         "exit_code": 2 if harness_failure else 0 if ok else 1,
     }
@@ -195,8 +199,14 @@ def judge(
     _point((reports_dir or run_dir.parent) / "latest", run_dir)
     if harness_failure:
         text = f"NOT JUDGED: {harness_failure} (the harness's own failure, not the topology's)"
+        if load["saturated"]:
+            text += f"\nSATURATED LOAD GENERATOR: {load['reason']}"
         return Judgement(summary=summary, text=text, ok=False, harness_failure=harness_failure)
-    text = "".join(f"UNPLANNED: {u['reading']}\n" for u in unplanned) + outcome.render_text()
+    text = "".join(f"UNPLANNED: {u['reading']}\n" for u in unplanned)
+    if load["saturated"]:
+        text += f"SATURATED LOAD GENERATOR: {load['reason']}"
+        text += f"; {load_side} timeouts set apart as load-side errors\n" if load_side else "\n"
+    text += outcome.render_text()
     for report in summary["events"]:
         text += f"\nevent {report['reading']}"
     if latency:
@@ -208,98 +218,3 @@ def judge(
     if crashes and outcome.ok:
         text += "\nNOT as expected: a pod exited on its own during the run (see UNPLANNED above)"
     return Judgement(summary=summary, text=text, ok=ok)
-
-
-@dataclass
-class SwarmOwner:
-    """What a Locust process runs against: a cluster it brought up, one it attached to, or just a host."""
-
-    run_dir: Path
-    entry_url: str | None
-    topology: Topology | None = None
-    cluster: Any = None  # harness.cluster.base.Cluster when this process brought it up
-    attached_state: Path | None = None
-    meta: dict[str, Any] = field(default_factory=dict)
-    watch: Any = None  # harness.watch.ProcessWatch over a cluster this process brought up
-
-    def finish(self) -> int | None:
-        """Judge the run (when the topology is known) and take down a cluster this process brought up.
-        Returns the exit code the Locust process should end with, or None to leave Locust's own."""
-        try:
-            if self.topology is None:
-                return None
-            cluster = self.cluster
-            if cluster is None and self.attached_state is not None:
-                from harness.cluster.local.backend import LocalCluster
-
-                cluster = LocalCluster.attach(self.attached_state)
-            failure = None
-            if self.watch is not None:
-                self.watch.stop()
-                failure = self.watch.failure
-            pods = [p.name for p in cluster.pods("app")] if cluster is not None else []
-            removed = list(getattr(cluster, "removed_pods", []))
-            judgement = judge(
-                self.run_dir,
-                self.topology,
-                backend="local",
-                pods=pods,
-                removed_pods=removed,
-                meta=self.meta,
-                harness_failure=failure,
-            )
-            print(judgement.text, flush=True)
-            print(f"summary: {self.run_dir / 'summary.json'}", flush=True)
-            print(f"report:  {self.run_dir / 'report.html'}", flush=True)
-            return judgement.exit_code
-        finally:
-            if self.cluster is not None:
-                self.cluster.down()
-
-
-def open_for_locust(
-    *,
-    topology: str | None,
-    attach: str | None,
-    run_dir: str | None,
-    seed: int | None,
-    host: str | None,
-    reports_dir: Path | None = None,
-) -> SwarmOwner:
-    reports = reports_dir or default_reports_dir()
-    if topology and attach:
-        raise UsageError("give --topology (bring one up) or --attach (use a running one), not both")
-    if attach:
-        link = cluster_link(reports, attach)
-        state = link / "cluster.json"
-        if not state.is_file():
-            raise UsageError(
-                f"no running cluster named {attach!r} (looked for {state}); start one with `harness up --name {attach}`"
-            )
-        data = json.loads(state.read_text(encoding="utf-8"))
-        directory = Path(run_dir) if run_dir else link.resolve() / f"swarm-{time.strftime('%H%M%S')}"
-        return SwarmOwner(
-            directory,
-            data["entry_url"],
-            load_topology(data["topology"]),
-            attached_state=state,
-            meta={"seed": data.get("seed")},
-        )
-    if topology:
-        from harness.cluster.local.backend import LocalCluster
-
-        topo = load_topology(topology)
-        run_id = new_run_id(topo.name)
-        directory = Path(run_dir) if run_dir else reports / run_id
-        seed_value = seed if seed is not None else secrets.randbelow(2**31)
-        from harness.watch import ProcessWatch
-
-        cluster = LocalCluster(topo, run_id=run_id, run_dir=directory, seed=seed_value)
-        cluster.__enter__()
-        watch = ProcessWatch(cluster, directory).start()
-        meta = {"seed": seed_value, "started": time.time()}
-        return SwarmOwner(directory, cluster.entry_url, topo, cluster=cluster, meta=meta, watch=watch)
-    if not host:
-        raise UsageError("give --host URL, --topology NAME or --attach NAME")
-    directory = Path(run_dir) if run_dir else reports / new_run_id("host")
-    return SwarmOwner(directory, None)

@@ -13,7 +13,7 @@ import pytest
 from harness.cli import main
 from harness.cluster.local.backend import LocalCluster
 from harness.errors import TopologyError, UsageError
-from harness.runner import BackendOptions, make_cluster
+from harness.lifecycle import BackendOptions, make_cluster
 from harness.topology import available_topologies, load_topology, parse_duration
 
 KIND_ONLY = ["ingress-nginx-cookie-balanced", "ingress-nginx-cookie-persistent", "ingress-nginx-hash"]

@@ -22,6 +22,7 @@ __all__ = [
     "apply_aliases",
     "load_aliases",
     "read_run_sessions",
+    "read_run_sessions_by_process",
     "read_sessions",
     "write_session",
 ]
@@ -157,6 +158,15 @@ def apply_aliases(record: SessionRecord, aliases: dict[str, str]) -> SessionReco
 
 def read_run_sessions(run_dir: Path) -> Iterator[SessionRecord]:
     """Every session record of a run directory, with pods seen by address named where the backend knows them."""
+    for _, record in read_run_sessions_by_process(run_dir):
+        yield record
+
+
+def read_run_sessions_by_process(run_dir: Path) -> Iterator[tuple[str, SessionRecord]]:
+    """As `read_run_sessions`, each record with the name of the load process that ran it (the ``<name>`` of its
+    ``sessions-<name>.jsonl``)."""
     aliases = load_aliases(run_dir)
-    for record in read_sessions(sorted(run_dir.glob("sessions-*.jsonl"))):
-        yield apply_aliases(record, aliases)
+    for path in sorted(run_dir.glob("sessions-*.jsonl")):
+        name = path.stem.removeprefix("sessions-")
+        for record in read_sessions([path]):
+            yield name, apply_aliases(record, aliases)

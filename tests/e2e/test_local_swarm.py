@@ -17,7 +17,7 @@ import pytest
 
 from harness.checks.base import NO_POD_IDENTITY
 from harness.events import parse_events
-from harness.runner import BackendOptions, SwarmOptions, run_topology
+from harness.lifecycle import BackendOptions, SwarmOptions, run_topology
 from harness.topology import Topology, load_topology
 
 pytestmark = pytest.mark.e2e

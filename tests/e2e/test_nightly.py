@@ -61,7 +61,7 @@ def test_a_run_whose_verdict_differs_collects_evidence_while_its_cluster_is_up(
 ) -> None:
     """no-affinity breaks continuity; expected to pass, its verdict differs and evidence is collected (the cluster
     still up); expected to fail, as built, nothing is collected."""
-    from harness import runner
+    from harness import lifecycle
     from harness.cluster.local.backend import LocalCluster
     from harness.topology import load_topology
 
@@ -72,12 +72,12 @@ def test_a_run_whose_verdict_differs_collects_evidence_while_its_cluster_is_up(
             collected.append((reason, self.pod_answers(self.pods("app")[0]) is True))  # up while collecting
             return self.run_dir / "evidence"
 
-    monkeypatch.setattr(runner, "LocalCluster", WithEvidence)
+    monkeypatch.setattr(lifecycle, "LocalCluster", WithEvidence)
     base = load_topology("no-affinity")
     expected = base.expected.model_copy(update={"continuity": expect_continuity})
     topology = base.model_copy(update={"expected": expected})
-    options = runner.SwarmOptions(users=10, spawn_rate=10, duration=8, calls=1, progress_every=1000)
-    judgement = runner.run_topology(topology, options, seed=12, reports_dir=tmp_path, echo=lambda _: None)
+    options = lifecycle.SwarmOptions(users=10, spawn_rate=10, duration=8, calls=1, progress_every=1000)
+    judgement = lifecycle.run_topology(topology, options, seed=12, reports_dir=tmp_path, echo=lambda _: None)
     assert judgement.summary["checks"]["continuity"]["measured"] == "fail"
     if expect_continuity == "pass":
         assert judgement.exit_code == 1 and collected == [("verdict differs from expected", True)]
