@@ -188,8 +188,9 @@ def run(
     **backend_kwargs: Any,
 ) -> None:
     """Bring a topology up, swarm it, judge it, write the report, take it down."""
+    from harness import lifecycle
     from harness.events import parse_events
-    from harness.lifecycle import USER_CLASSES, SwarmOptions, run_topology
+    from harness.lifecycle import USER_CLASSES, RunSpec, SwarmOptions
 
     topology = load_topology(topology_name)
     backend = _backend(backend_kwargs, shlex.split(app_cmd) if app_cmd else None)
@@ -216,15 +217,15 @@ def run(
         whoami=not backend.app_cmd,
         processes=processes,
     )
-    judgement = run_topology(
+    spec = RunSpec(
         topology,
         options,
-        seed=seed if seed is not None else secrets.randbelow(2**31),
-        reports_dir=_reports_dir(reports_dir),
+        seed if seed is not None else secrets.randbelow(2**31),
+        _reports_dir(reports_dir),
         backend=backend,
-        echo=click.echo,
         events=timeline,
     )
+    judgement = lifecycle.execute(spec, echo=click.echo)
     click.echo(judgement.text)
     click.echo(f"summary: {judgement.summary['report_dir']}/summary.json")
     click.echo(f"report:  {judgement.summary['report_dir']}/report.html")

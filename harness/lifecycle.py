@@ -41,6 +41,7 @@ __all__ = [
     "Run",
     "RunSpec",
     "SwarmOptions",
+    "execute",
     "locust_argv",
     "make_cluster",
     "run_topology",
@@ -478,8 +479,13 @@ def run_topology(
     spec = RunSpec(
         topology, options, seed, reports_dir, backend=backend or BackendOptions(), events=list(events or []), case=case
     )
+    return execute(spec, echo=echo)
+
+
+def execute(spec: RunSpec, *, echo: Echo = print) -> Judgement:
+    """A whole run of ``spec`` with Locust as a child process: open, swarm, judge, close."""
     with Run(spec, echo=echo) as run:
-        load_failure = swarm(run.entry_url, run.run_dir, options, run_id=run.run_id, echo=echo, run=run)
+        load_failure = swarm(run.entry_url, run.run_dir, spec.options, run_id=run.run_id, echo=echo, run=run)
         return run.finish(load_failure)
 
 

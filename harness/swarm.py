@@ -49,7 +49,7 @@ from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord, 
 from harness.client.session import Backoff, SimulatedClient
 from harness.errors import HarnessError, UsageError
 from harness.load import write_load
-from harness.net.addresses import ClientAddressMode, client_address
+from harness.net.addresses import ClientAddressMode, client_address, worker_client_index
 from harness.report.series import LatencySeries
 from harness.stats import Histogram
 from harness.topology import parse_duration
@@ -65,9 +65,6 @@ _TIMED = {
     ExchangeKind.ACK: "ack",
 }
 
-# Workers that connect after the first ``expect_workers`` take client numbers from here on, a block each.
-LATE_WORKERS_FROM = 4_000_000
-LATE_WORKER_BLOCK = 100_000
 # How long the master waits, after the swarm's end, for each worker's last records (beyond --stop-timeout).
 COLLECT_GRACE = 20.0
 SAMPLE_EVERY = 1.0  # seconds between load samples
@@ -76,15 +73,6 @@ LAG_PROBE = 0.05  # seconds the loop-lag probe sleeps between looks
 
 class StickyViolation(Exception):
     """A session that was not served by one pod from start to end."""
-
-
-def worker_client_index(k: int, worker_index: int, workers: int) -> int:
-    """The client number of the ``k``-th client of a worker: the first ``workers`` workers interleave (together
-    they number clients 0, 1, 2, … as one process would, so shared-24 and single keep their meaning), later
-    workers take a block each; no two workers share a number."""
-    if 0 <= worker_index < workers:
-        return worker_index + workers * k
-    return LATE_WORKERS_FROM + worker_index * LATE_WORKER_BLOCK + k
 
 
 class _Run:

@@ -20,9 +20,14 @@ __all__ = [
     "client_address",
     "node_ip",
     "tier_pod_ip",
+    "worker_client_index",
 ]
 
 LB_IP = "127.1.0.1"
+
+# Locust workers that connect after the first ``expect_workers`` take client numbers from here on, a block each.
+LATE_WORKERS_FROM = 4_000_000
+LATE_WORKER_BLOCK = 100_000
 
 ClientAddressMode = Literal["unique", "shared-24", "single"]
 
@@ -61,3 +66,12 @@ def client_address(index: int, mode: ClientAddressMode = "unique") -> str:
     third = (index // 128) % 256
     fourth = 1 + (index // 32768) % 254
     return f"127.{second}.{third}.{fourth}"
+
+
+def worker_client_index(k: int, worker_index: int, workers: int) -> int:
+    """The client number of the ``k``-th client of a worker: the first ``workers`` workers interleave (together
+    they number clients 0, 1, 2, … as one process would, so shared-24 and single keep their meaning), later
+    workers take a block each; no two workers share a number."""
+    if 0 <= worker_index < workers:
+        return worker_index + workers * k
+    return LATE_WORKERS_FROM + worker_index * LATE_WORKER_BLOCK + k
