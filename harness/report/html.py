@@ -126,6 +126,15 @@ def _checks_view(summary: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def _load_meta(load: dict[str, Any]) -> str | None:
+    if not load.get("processes"):
+        return None
+    if not load.get("workers"):
+        return f"{load['processes']} (one Locust process)"
+    each = ", ".join(f"{name} {n}" for name, n in load.get("sessions_per_process", {}).items())
+    return f"a master and workers {load['workers']} (sessions: {each})"
+
+
 def _meta_view(data: RunData) -> list[tuple[str, str]]:
     s = data.summary
     items = [
@@ -141,6 +150,7 @@ def _meta_view(data: RunData) -> list[tuple[str, str]]:
         ("case", s.get("case")),
         ("sessions", s.get("sessions")),
         ("clients", s.get("clients")),
+        ("load processes", _load_meta(s.get("load") or {})),
         ("started", _utc(s.get("started"))),
         ("pods at the end", ", ".join(s.get("pods", [])) or None),
         ("pods removed", ", ".join(s.get("removed_pods", [])) or None),
@@ -428,7 +438,12 @@ def render_html(data: RunData) -> str:
         "unplanned": _unplanned_view(s),
         "checks": checks,
         "meta": _meta_view(data),
-        "notes": [*s.get("notes", []), *data.problems],
+        "notes": [
+            *([f"SATURATED LOAD GENERATOR: {s['load']['reason']}"] if (s.get("load") or {}).get("saturated") else []),
+            *s.get("notes", []),
+            *data.problems,
+        ],
+        "load": s.get("load") or {},
         "events": [{"id": eid, "at": f"{x:.1f}", "label": label} for x, eid, label in tl.markers],
         "live_chart": Markup(_live_chart(tl, removed)),
         "sessions_chart": Markup(_sessions_chart(tl, removed)),
@@ -604,6 +619,24 @@ minimum, is the reading above); red: moved between pods that were there before a
 {% endif %}
 {% for chart in latency_charts %}{{ chart }}
 {% else %}<p class="muted">no latency series recorded for this run</p>{% endfor %}
+</section>
+
+<section id="load">
+<h2>Load generators</h2>
+{% if load.per_process %}
+<table><tr><th>process</th><th>role</th><th>sessions</th><th>peak live</th><th>CPU mean / peak %</th>
+<th>peak loop lag ms</th><th>peak RSS MiB</th><th>busy</th><th>saturated</th></tr>
+{% for p in load.per_process %}<tr class="{{ 'bad' if p.saturated }}"><td>{{ p.name }}</td><td>{{ p.role }}</td>
+<td class="num">{{ p.sessions }}</td><td class="num">{{ p.peak_live }}</td>
+<td class="num">{{ p.mean_cpu }} / {{ p.peak_cpu }}</td><td class="num">{{ p.peak_lag_ms }}</td>
+<td class="num">{{ p.peak_rss_mib }}</td><td class="num">{{ (p.busy_share * 100) | round(1) }} %</td>
+<td>{{ "yes" if p.saturated else "no" }}</td></tr>
+{% endfor %}</table>
+<p class="muted">Each load process samples itself every second. Busy: above 90 % of a core or its event loop late
+by more than 100 ms; saturated: busy for more than 10 % of the run, when its latencies measure the harness rather
+than the system and its timeouts in busy seconds are set apart as load-side errors
+({{ load.load_side_timeouts or 0 }} here).</p>
+{% else %}<p class="muted">no load samples were recorded</p>{% endif %}
 </section>
 
 <section id="balance">
