@@ -91,6 +91,7 @@ class _Run:
         self.live = 0  # sessions connected now
         self.latency: dict[str, Histogram] = {}
         self.latency_series = LatencySeries()  # the same latencies per 5 s of wall clock, for the report
+        self.wall = time.time  # when a latency was recorded: the report's series are by wall clock
         self.outbox: list[dict[str, Any]] = []  # worker: records not yet sent to the master
         self.samples: list[list[float]] = []  # [t, cpu %, loop lag ms, rss bytes, live sessions] per second
         self.owner: Any = None  # harness.lifecycle.Run when this process owns the run
@@ -117,7 +118,7 @@ class _Run:
             if hist is None:
                 hist = self.latency[name] = Histogram()
             hist.record(seconds)
-            self.latency_series.record(name, seconds, at=time.time())
+            self.latency_series.record(name, seconds, at=self.wall())
 
     def write(self, record: SessionRecord) -> None:
         with self.lock:

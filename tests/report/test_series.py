@@ -202,7 +202,7 @@ def test_the_swarm_writes_a_latency_series_beside_its_histograms(tmp_path: Path)
 from pathlib import Path
 from harness.swarm import _Run
 run = _Run()
-run.open(Path({str(tmp_path)!r}), 0)
+run.open(Path({str(tmp_path)!r}), "lone", "0")
 for at, seconds in ((3.0, 0.010), (4.0, 0.020), (7.0, 0.040)):
     run.wall = lambda at=at: {T0!r} + at
     run.time("handshake", seconds)
