@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import secrets
 import shlex
 import sys
 from pathlib import Path
@@ -220,7 +219,7 @@ def run(
     spec = RunSpec(
         topology,
         options,
-        seed if seed is not None else secrets.randbelow(2**31),
+        lifecycle.new_seed(seed),
         _reports_dir(reports_dir),
         backend=backend,
         events=timeline,
@@ -247,11 +246,12 @@ def up(
 ) -> None:
     """Bring a topology up. local: it keeps running until `harness down`; kind/kubeconfig: it stays up until
     Ctrl-C (the load-balancer simulator runs in this process)."""
+    from harness.lifecycle import new_seed
     from harness.runner import bring_up, hold_up
 
     topology = load_topology(topology_name)
     backend = _backend(backend_kwargs)
-    seed_value = seed if seed is not None else secrets.randbelow(2**31)
+    seed_value = new_seed(seed)
     if backend.name != "local":
         if backend.dry_run:
             _print_plan(topology, backend)

@@ -41,9 +41,12 @@ __all__ = [
     "Run",
     "RunSpec",
     "SwarmOptions",
+    "attached_state",
+    "attached_topology",
     "execute",
     "locust_argv",
     "make_cluster",
+    "new_seed",
     "run_topology",
     "scenario_path",
     "swarm",
@@ -181,12 +184,7 @@ class Run:
         self.echo = echo
         self.cluster: Cluster
         if spec.attach:
-            state = cluster_link(spec.reports_dir, spec.attach) / "cluster.json"
-            if not state.is_file():
-                raise UsageError(
-                    f"no cluster named {spec.attach!r} is up (no {state}); start one with "
-                    f"`harness up --name {spec.attach}`"
-                )
+            state = attached_state(spec.attach, spec.reports_dir)
             self.cluster = LocalCluster.attach(state)
             self.owned = False
             self.run_dir = spec.run_dir or state.parent.resolve() / f"swarm-{time.strftime('%H%M%S')}"
@@ -489,15 +487,21 @@ def execute(spec: RunSpec, *, echo: Echo = print) -> Judgement:
         return run.finish(load_failure)
 
 
+def attached_state(name: str, reports_dir: Path) -> Path:
+    """The state file of the cluster of ``harness up --name NAME``; a UsageError naming the fix if none is up."""
+    state = cluster_link(reports_dir, name) / "cluster.json"
+    if not state.is_file():
+        raise UsageError(f"no cluster named {name!r} is up (no {state}); start one with `harness up --name {name}`")
+    return state
+
+
 def attached_topology(name: str, reports_dir: Path) -> Topology:
     """The topology of the cluster of ``harness up --name NAME``."""
-    state = cluster_link(reports_dir, name) / "cluster.json"
+    state = attached_state(name, reports_dir)
     try:
         data = json.loads(state.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        raise UsageError(
-            f"no cluster named {name!r} is up (no {state}); start one with `harness up --name {name}`"
-        ) from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"the state file of cluster {name!r} cannot be read ({state}: {exc})") from None
     return load_topology(data["topology"])
 
 

@@ -17,6 +17,7 @@ from harness.lifecycle import (
     USER_CLASSES,
     BackendOptions,
     SwarmOptions,
+    attached_state,
     make_cluster,
     run_topology,
     scenario_path,
@@ -72,10 +73,7 @@ def _cleanup_on_error(cluster: LocalCluster) -> Iterator[None]:
 
 
 def attach(name: str, *, reports_dir: Path) -> LocalCluster:
-    state = cluster_link(reports_dir, name) / "cluster.json"
-    if not state.is_file():
-        raise UsageError(f"no cluster named {name!r} is up (no {state}); start one with `harness up --name {name}`")
-    return LocalCluster.attach(state)
+    return LocalCluster.attach(attached_state(name, reports_dir))
 
 
 def take_down(name: str, *, reports_dir: Path, all_runs: bool = False) -> list[str]:

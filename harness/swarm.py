@@ -69,6 +69,7 @@ _TIMED = {
 COLLECT_GRACE = 20.0
 SAMPLE_EVERY = 1.0  # seconds between load samples
 LAG_PROBE = 0.05  # seconds the loop-lag probe sleeps between looks
+IDLE_TICK = 5.0  # an idle session's look at its user's state: a backstop, `StickyUser.stop` wakes it
 
 
 class StickyViolation(Exception):
@@ -529,6 +530,13 @@ class StickyUser(User):
     def _stopping(self) -> bool:
         return self._state == LOCUST_STATE_STOPPING
 
+    def stop(self, force: bool = False) -> bool:
+        """Locust's stop; a graceful one also wakes the session idling in `run_session`, which ends at once."""
+        killed = bool(super().stop(force))
+        if not killed and self.client is not None:
+            self.client.wake()
+        return killed
+
     def on_start(self) -> None:
         self.client = SimulatedClient(
             self.client_id,
@@ -550,6 +558,7 @@ class StickyUser(User):
                 length=self.session_length,
                 should_stop=self._stopping,
                 retry=self._retry,
+                idle_tick=IDLE_TICK,
             )
         finally:
             RUN.live -= 1

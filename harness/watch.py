@@ -3,8 +3,9 @@
 A thread asks the cluster every quarter second for processes that exited without being asked to
 (`Cluster.unplanned_exits`) and writes each to the run's timeline as an entry of action ``exit``, so that the
 sessions it broke are attributed to it. A pod that exits is a finding about the system under test (a user's app
-crashing under load); the harness's own machinery exiting (the network daemon) means the run cannot be judged,
-and `ProcessWatch.failure` says so in one line.
+crashing under load); the harness's own machinery exiting (the network daemon), or failing while it runs (out of
+file descriptors, `Cluster.harness_faults`, asked every two seconds), means the run cannot be judged, and
+`ProcessWatch.failure` says so in one line.
 """
 
 from __future__ import annotations
@@ -64,16 +65,19 @@ class ProcessWatch:
         run_dir: Path,
         *,
         interval: float = 0.25,
+        fault_every: float = 2.0,
         begin: float | None = None,
         on_exit: Callable[[EventRecord], None] | None = None,
     ) -> None:
         self.cluster = cluster
         self.run_dir = run_dir
         self.interval = interval
+        self.fault_every = fault_every
+        self._next_fault_look = 0.0
         self.begin = begin
         self.on_exit = on_exit
         self.exits: list[EventRecord] = []
-        self.failure: str | None = None  # the harness's own machinery exited: the run cannot be judged
+        self.failure: str | None = None  # the harness's own machinery exited or failed: the run cannot be judged
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -88,7 +92,7 @@ class ProcessWatch:
         if self._thread is not None:
             self._thread.join(10.0)
             self._thread = None
-        self.check()  # what exited in the last interval
+        self.check(faults=True)  # what exited, or failed, in the last interval
 
     def __enter__(self) -> ProcessWatch:
         return self.start()
@@ -103,7 +107,16 @@ class ProcessWatch:
             except Exception:  # the watch must not die of one bad look
                 log.exception("process watch: looking at the cluster failed")
 
-    def check(self) -> list[EventRecord]:
+    def check(self, faults: bool = False) -> list[EventRecord]:
+        """Record what exited since the last look; every ``fault_every`` seconds (or when ``faults``) also ask
+        for faults of the harness's running machinery (`Cluster.harness_faults`)."""
+        now = time.monotonic()
+        if faults or now >= self._next_fault_look:
+            self._next_fault_look = now + self.fault_every
+            for fault in self.cluster.harness_faults():
+                if self.failure is None:
+                    self.failure = fault
+                    log.warning("harness fault: %s", fault)
         found = []
         for gone in self.cluster.unplanned_exits():
             record = exit_record(len(self.exits) + 1, gone, self.begin)

@@ -46,7 +46,7 @@ TRANSPORTS: dict[Mode, list[str]] = {
 }
 UPGRADE_WAIT = 1.0  # how long a session waits for its upgrade to WebSocket before its first call
 CLOSE_GRACE = 2.0  # how long the client's loops get to end by themselves before their sockets are cut
-IDLE_TICK = 0.5  # how often an idle session looks whether it has been asked to stop
+IDLE_TICK = 0.5  # how often an idle session looks whether it has been asked to stop (unless `wake` tells it)
 
 
 class Backoff:
@@ -122,6 +122,15 @@ class SimulatedClient:
         self.cookies: requests.cookies.RequestsCookieJar | None = (
             requests.cookies.RequestsCookieJar() if keep_cookies else None
         )
+        self._session: _Session | None = None
+
+    def wake(self) -> None:
+        """Make the running session look at ``should_stop`` now (a caller that wakes it when it should stop can
+        give `run_session` a long ``idle_tick``: ten thousand idle sessions ticking twice a second cost a core's
+        tenth)."""
+        session = self._session
+        if session is not None:
+            session.changed.set()
 
     def run_session(
         self,
@@ -132,19 +141,22 @@ class SimulatedClient:
         length: float = 0.0,
         should_stop: Callable[[], bool] | None = None,
         retry: int = 0,
+        idle_tick: float = IDLE_TICK,
     ) -> SessionRecord:
         """Run one session (connect, ``calls`` whoami calls and an echo, disconnect) and return its record.
 
         With ``length`` > 0 the session stays connected that long, its calls spread over it; ``should_stop`` is
-        asked while it idles and ends it early, cleanly (the run is over). ``retry`` is how many broken sessions
+        asked while it idles, at least every ``idle_tick`` seconds and whenever `wake` is called, and ends it
+        early, cleanly (the run is over). ``retry`` is how many broken sessions
         came just before this one (it is a reconnection). Also given to ``sink``. A session that fails (refused,
         wrong pod, no ack, lost while idle) is a finished record too, with its ``error``; only a `SetupError` (the
         machine cannot run the client) is raised."""
         record = SessionRecord(client=self.client_id, source=self.source, mode=mode, started=time.time(), retry=retry)
         session = _Session(self, record)
+        self._session = session
         try:
             if length > 0:
-                session.run_long(calls, length, should_stop or (lambda: False))
+                session.run_long(calls, length, should_stop or (lambda: False), idle_tick)
             else:
                 session.run(calls, call_interval)
         except SetupError:
@@ -153,6 +165,8 @@ class SimulatedClient:
         except Exception as exc:
             log.debug("%s: session failed", self.client_id, exc_info=True)
             record.error = record.error or f"{type(exc).__name__}: {exc}"
+        finally:
+            self._session = None
         session.close()
         record.ended = time.time()
         if self.sink is not None:
@@ -263,7 +277,7 @@ class _Session:
         payload = f"{self.client.client_id}/{sid}/{'echo' if n == calls else n}"
         return self._call("echo", payload, sid, expect=payload)
 
-    def run_long(self, calls: int, length: float, should_stop: Callable[[], bool]) -> None:
+    def run_long(self, calls: int, length: float, should_stop: Callable[[], bool], tick: float = IDLE_TICK) -> None:
         """A session that lives ``length`` seconds: its calls (and the closing echo) spread evenly over it, idle in
         between; ends early, without an error, when ``should_stop()``."""
         if not self._connect():
@@ -271,13 +285,13 @@ class _Session:
         begin = time.monotonic()
         sid = self.record.sid
         for n in range(calls + 1):
-            if not self._idle_until(begin + length * (n + 1) / (calls + 2), should_stop):
+            if not self._idle_until(begin + length * (n + 1) / (calls + 2), should_stop, tick):
                 return
             if not self._call_number(n, calls, sid):
                 return
-        self._idle_until(begin + length, should_stop)
+        self._idle_until(begin + length, should_stop, tick)
 
-    def _idle_until(self, deadline: float, should_stop: Callable[[], bool]) -> bool:
+    def _idle_until(self, deadline: float, should_stop: Callable[[], bool], tick: float) -> bool:
         """Stay connected until ``deadline``: True then; False when the session broke (its error recorded) or
         was asked to stop."""
         while True:
@@ -291,7 +305,7 @@ class _Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return True
-            self.changed.wait(min(remaining, IDLE_TICK))
+            self.changed.wait(min(remaining, tick))
 
     def _why_broken(self) -> str:
         if self.transport_error is not None:

@@ -98,6 +98,12 @@ class Cluster(ABC):
         out of its endpoints, as a pod that fails its readiness is. Backends that cannot tell return []."""
         return []
 
+    def harness_faults(self) -> list[str]:
+        """Faults of the harness's own machinery that is still running (the local backend's network daemon out
+        of file descriptors, or not answering): each means the run cannot be judged. Backends that cannot tell
+        return []."""
+        return []
+
     def pod_answers(self, pod: Pod) -> bool | None:
         """Whether ``pod`` answers an Engine.IO handshake sent straight to it; None when this backend cannot
         reach pods directly."""

@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from harness.net import descriptors
 from harness.net.relay import Counters, relay
 
 __all__ = ["Endpoint", "ServiceProxy", "ServiceRule"]
@@ -142,6 +143,7 @@ class ServiceProxy:
         try:
             upstream = await asyncio.open_connection(endpoint.host, endpoint.port, local_addr=(bind, 0))
         except OSError as exc:
+            descriptors.note(exc, f"{self.node}/{self.rule.service}: connect to {endpoint.name}")
             log.debug("%s/%s: %s unreachable: %s", self.node, self.rule.service, endpoint.name, exc)
             self.counters.errors += 1
             writer.transport.abort()

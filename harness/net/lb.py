@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from harness.errors import UsageError
-from harness.net import proxyproto
+from harness.net import descriptors, proxyproto
 from harness.net.faults import Fault, FaultSet, HeaderPlan, Pipe, plan_header
 from harness.net.relay import Counters, RawTransport, Splice
 
@@ -360,6 +360,7 @@ class LoadBalancer:
             try:
                 sock = self._connecting_socket(target)
             except OSError as exc:
+                descriptors.note(exc, f"balancer: connect to {target.name}")
                 log.debug("node %s unreachable: %s", target.name, exc)
                 counters.errors += 1
                 splice.reset_sent = True
@@ -466,6 +467,7 @@ class LoadBalancer:
         except asyncio.CancelledError:
             pass  # the client went away, or the connect timed out
         except OSError as exc:
+            descriptors.note(exc, f"balancer: connect to {target.name}")
             log.debug("node %s unreachable: %s", target.name, exc)
             splice.counters.errors += 1
             splice.reset_sent = True

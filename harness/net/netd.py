@@ -1,10 +1,11 @@
 """The network daemon of the local backend: the load balancer and every node's kube-proxy in one process.
 
 The local backend starts it with a plan (a JSON file) and talks to it over a Unix socket, one JSON object per
-line each way, the way the endpoints controller talks to kube-proxy: ``ping``, ``endpoints`` (replace a
+line each way, the way the endpoints controller talks to kube-proxy: ``ping``, ``descriptors``, ``endpoints`` (replace a
 Service's endpoints on every node), ``lb_node`` (take a node out of the balancer or put it back),
 ``fault`` / ``clear_faults`` / ``faults`` (faults on demand in the balancer's data path, see
-``harness.net.faults``) and ``snapshot`` (counters, health, faults and affinity tables, for status and evidence).
+``harness.net.faults``) and ``snapshot`` (counters, health, faults and affinity tables, for status and evidence;
+and the daemon's descriptors: running out of them is the harness's fault, see ``harness.net.descriptors``).
 It runs until SIGTERM or SIGINT, on uvloop when it is installed.
 
 Run as ``python -m harness.net.netd PLAN.json``.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import UsageError
+from harness.net import descriptors
 from harness.net.faults import Fault
 from harness.net.kubeproxy import Endpoint, ServiceProxy, ServiceRule
 from harness.net.lb import BalancerConfig, LoadBalancer, Target, event_loop_factory
@@ -149,11 +151,14 @@ class NetDaemon:
             return {"ok": True, "removed": [f.to_json() for f in gone]}
         if op == "faults":
             return {"ok": True, "faults": self.lb.faults.to_json()}
+        if op == "descriptors":
+            return {"ok": True, "descriptors": descriptors.snapshot()}
         if op == "snapshot":
             return {
                 "ok": True,
                 "lb": self.lb.snapshot(),
                 "services": [p.snapshot() for p in self.proxies.values()],
+                "descriptors": descriptors.snapshot(),
             }
         return {"ok": False, "error": f"unknown op {op!r}"}
 
@@ -194,6 +199,7 @@ async def _serve(plan: NetPlan) -> None:
     daemon = NetDaemon(plan)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    loop.set_exception_handler(descriptors.exception_handler)
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:

@@ -55,6 +55,35 @@ def test_a_long_session_asked_to_stop_ends_early_and_cleanly(pod_a: Pod) -> None
     assert record.ended - record.started < 5.0  # the stop is seen within a tick, not after 30 s
 
 
+def test_wake_ends_a_session_that_ticks_slowly_at_once_and_without_it_the_tick_decides(pod_a: Pod) -> None:
+    """With a 60 s idle tick the stop is seen only when `wake` says so; the control (no wake) shows the session
+    was still running, stop asked, a second later."""
+    stop = threading.Event()
+    woken = client(pod_a.url)
+    unwoken = client(pod_a.url)
+    records: dict[str, float] = {}
+
+    def run(c: SimulatedClient, name: str) -> None:
+        record = c.run_session(Mode.WEBSOCKET, calls=0, length=30.0, should_stop=stop.is_set, idle_tick=60.0)
+        assert record.stopped and record.error is None, record
+        records[name] = time.monotonic()
+
+    threads = [threading.Thread(target=run, args=(c, n)) for c, n in ((woken, "woken"), (unwoken, "unwoken"))]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)  # both connected and idle
+    stop.set()
+    asked = time.monotonic()
+    woken.wake()
+    threads[0].join(5)
+    assert "woken" in records and records["woken"] - asked < 3.0  # close() included
+    threads[1].join(1.0)
+    assert "unwoken" not in records  # it could still be running: only its 60 s tick would look
+    unwoken.wake()
+    threads[1].join(5)
+    assert "unwoken" in records
+
+
 @pytest.mark.parametrize("mode", [Mode.POLLING, Mode.WEBSOCKET])
 def test_a_long_session_whose_pod_dies_breaks_with_the_reason(tmp_path: Path, mode: Mode) -> None:
     with app_pod("D", tmp_path) as pod:

@@ -107,3 +107,36 @@ def test_a_spawned_process_dies_with_the_harness(tmp_path: Path) -> None:
             harness.stdout.close()
         for pid in find_run_processes(run_id):
             kill_group(pid, grace=0.5)
+
+
+def test_spawned_processes_get_a_raised_open_files_limit(tmp_path: Path) -> None:
+    """A harness started with a shell's 1,024 descriptors hands its processes a limit a big swarm can live with:
+    the hard limit at least (root may raise that too); a process asked for less than it has keeps what it has."""
+    script = textwrap.dedent(
+        f"""
+        import resource, sys, time
+        from pathlib import Path
+        from harness.cluster.local.processes import raise_open_files_limit, spawn
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        assert soft == 1024, soft
+        assert raise_open_files_limit(512) == 1024  # never lowered
+        log = Path({str(tmp_path / "probe.log")!r})
+        probe = "import resource; print(resource.getrlimit(resource.RLIMIT_NOFILE)[0])"
+        child = spawn("probe", [sys.executable, "-c", probe], run_id="rlimit-test", log_path=log, attached=False)
+        child.popen.wait(10)
+        print(hard, resource.getrlimit(resource.RLIMIT_NOFILE)[0], log.read_text().strip())
+        """
+    )
+
+    def low_limit() -> None:
+        import resource
+
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))
+
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=30, preexec_fn=low_limit, check=True
+    ).stdout.split()
+    hard, own, child = (int(v) for v in out)
+    assert own >= min(hard, 1 << 20) and own > 1024
+    assert child == own

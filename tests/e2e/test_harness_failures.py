@@ -4,8 +4,10 @@ mid-run, next to the same runs left alone (which are judged)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -124,3 +126,42 @@ def test_the_load_generator_dying_is_not_judged(tmp_path: Path) -> None:
     assert "the load generator (locust) exited during the run (killed by signal 9)" in line
     assert summary_of(tmp_path)["verdict"] == "not judged"
     assert find_run_processes(run_id) == {}
+
+
+@pytest.mark.parametrize("starved", [True, False])
+def test_the_network_daemon_out_of_descriptors_is_not_judged(tmp_path: Path, starved: bool) -> None:
+    """Clients of a balancer that cannot open sockets see resets the checks would blame on the topology: the run
+    is not judged. The control, the same run with the daemon's limit left alone, is judged as expected, and the
+    daemon held more descriptors in it than the starved one was allowed."""
+    args = ["--duration", "18s", "--topology", "nginx-hash", "--clients", "websocket", "--session-length", "4s"]
+    proc, lines = harness_run(tmp_path, *args, "--users", "40")
+    run_id = until_up(proc, lines)
+    (netd,) = [
+        pid for pid in find_run_processes(run_id) if b"harness.net.netd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    ]
+    allowed = len(os.listdir(f"/proc/{netd}/fd")) + 40  # room for 10 of the 40 sessions (4 descriptors each)
+    if starved:
+        hard = resource.prlimit(netd, resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(netd, resource.RLIMIT_NOFILE, (allowed, hard))
+    peak = [0]
+
+    def sample() -> None:
+        while proc.poll() is None:
+            with contextlib.suppress(OSError):
+                peak[0] = max(peak[0], len(os.listdir(f"/proc/{netd}/fd")))
+            time.sleep(0.2)
+
+    threading.Thread(target=sample, daemon=True).start()
+    out = finish(proc, lines)
+    summary = summary_of(tmp_path)
+    assert find_run_processes(run_id) == {}
+    if not starved:
+        assert proc.returncode == 0 and summary["verdict"] == "as expected", out
+        assert peak[0] > allowed  # the starved run's limit would have been hit
+        return
+    assert proc.returncode == 2, out
+    (line,) = [x for x in out.splitlines() if x.startswith("NOT JUDGED")]
+    assert "the network daemon ran out of file descriptors" in line, line
+    assert "stopping the swarm" in out
+    assert summary["verdict"] == "not judged"
+    assert "file descriptors" in str(summary["harness_failure"])

@@ -16,7 +16,9 @@ import hashlib
 import http.client
 import json
 import logging
+import os
 import random
+import resource
 import socket
 import sys
 import threading
@@ -113,6 +115,14 @@ def tier_handshake(pod: Pod, proxy_protocol: str, timeout: float = 1.0) -> bool:
     return response.status == 200
 
 
+def _out_of_descriptors(detail: str, limit: object) -> str:
+    return (
+        f"the network daemon ran out of file descriptors ({detail}; its limit is {limit}): raise the open-files "
+        "limit (`ulimit -Hn`; a held WebSocket session takes 4 of the daemon's, a polling one up to 8) or swarm "
+        "fewer clients"
+    )
+
+
 class LocalCluster(Cluster):
     def __init__(
         self,
@@ -149,6 +159,7 @@ class LocalCluster(Cluster):
         self.removed_pods: list[str] = []
         self.known_pods: dict[str, str] = {}
         self._down = False
+        self._control_misses = 0  # control requests in a row the network daemon did not answer
         # events (their own thread) and the process watch change pods and endpoints: one change at a time
         self._lock = threading.RLock()
 
@@ -263,6 +274,38 @@ class LocalCluster(Cluster):
     def node_in_balancer(self, node: str) -> bool | None:
         lb = self._control({"op": "snapshot"}).get("lb") or {}
         return node not in lb.get("disabled", [])
+
+    def harness_faults(self) -> list[str]:
+        """The network daemon out of descriptors (its clients would see resets the checks blame on the topology),
+        or not answering its control socket twice in a row. Out of descriptors, it may not even take the control
+        connection: then its descriptors are counted from /proc."""
+        if self._down:
+            return []
+        try:
+            answer = self._control({"op": "descriptors"})
+        except HarnessError as exc:
+            self._control_misses += 1
+            full = self._netd_descriptors()
+            if full is not None:
+                return [_out_of_descriptors(f"{full[0]} open, all it may have", full[1])]
+            return [str(exc)] if self._control_misses >= 2 else []
+        self._control_misses = 0
+        d = answer.get("descriptors") or {}
+        if not d.get("exhausted"):
+            return []
+        return [_out_of_descriptors(f"{d.get('error')}; {d['exhausted']} connection(s) failed so", d.get("limit"))]
+
+    def _netd_descriptors(self) -> tuple[int, int] | None:
+        """(open, limit) of the network daemon when it is at its open-files limit, else None."""
+        process = self.processes.get("netd")
+        if process is None:
+            return None
+        try:
+            open_now = len(os.listdir(f"/proc/{process.pid}/fd"))
+            limit = resource.prlimit(process.pid, resource.RLIMIT_NOFILE)[0]
+        except (OSError, ValueError):
+            return None
+        return (open_now, limit) if open_now >= limit - 8 else None
 
     def pod_answers(self, pod: Pod) -> bool | None:
         if pod.component == "app":

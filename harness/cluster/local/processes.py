@@ -18,6 +18,7 @@ import ctypes
 import logging
 import os
 import queue
+import resource
 import signal
 import subprocess
 import threading
@@ -29,13 +30,42 @@ from typing import Any, TypeVar, cast
 
 from harness.errors import CommandError, SetupError
 
-__all__ = ["ManagedProcess", "find_run_processes", "kill_group", "run_checked", "spawn", "wait_until"]
+__all__ = [
+    "ManagedProcess",
+    "find_run_processes",
+    "kill_group",
+    "raise_open_files_limit",
+    "run_checked",
+    "spawn",
+    "wait_until",
+]
 
 log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
 _PR_SET_PDEATHSIG = 1
+OPEN_FILES_WANTED = 1 << 20  # descriptors a swarm of 10,000 held sessions needs: several per session per process
 T = TypeVar("T")
+
+
+def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
+    """Raise this process's open-files limit (inherited by every process it starts) towards ``wanted``: the hard
+    limit too where the kernel allows it (root, up to ``fs.nr_open``), else the soft limit to the hard one.
+    Returns the soft limit now in force. A held WebSocket session costs a descriptor in the client, two in the
+    load balancer, two in the proxy tier and one in the app: shells' usual 1,024 or 20,000 stop a swarm early."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(OSError, ValueError):
+        wanted = min(wanted, int(Path("/proc/sys/fs/nr_open").read_text()))
+    if soft >= wanted:
+        return soft
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, max(hard, wanted)))
+    except (OSError, ValueError):
+        target = wanted if hard == resource.RLIM_INFINITY else min(hard, wanted)
+        if target > soft:
+            with contextlib.suppress(OSError, ValueError):
+                resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def _die_with(parent_pid: int) -> Callable[[], None]:
@@ -146,6 +176,7 @@ def spawn(
     attached: bool = True,
 ) -> ManagedProcess:
     """Start ``argv`` in its own process group with the run id in its environment, output to ``log_path``."""
+    raise_open_files_limit()
     full_env = dict(os.environ)
     full_env.update(env or {})
     full_env[RUN_ID_ENV] = run_id
