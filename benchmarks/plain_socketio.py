@@ -1,10 +1,10 @@
 """Plain python-socketio clients under Locust: the yardstick of benchmarks/swarm_capacity.py ``exchanges``.
 
 Each user runs sessions one after another as the harness's clients do (connect, ``--calls`` acknowledged
-``whoami`` calls, an ``echo``, disconnect), with nothing recorded but counts: HTTP responses (a response hook on
-the client's ``requests.Session``), WebSocket handshakes and acks. At the end the process writes its exchanges,
-its CPU-seconds (``time.process_time`` from test start to test stop) and the seconds between them to
-``--result``.
+``whoami`` calls 0.2 s apart, an ``echo``, disconnect, 0.05-0.3 s of thinking), with nothing recorded but counts:
+HTTP responses (a response hook on the client's ``requests.Session``), WebSocket handshakes and acks. At the end
+the process writes its exchanges, its CPU-seconds (``time.process_time`` from test start to test stop) and the
+seconds between them to ``--result``.
 
     locust -f benchmarks/plain_socketio.py --headless -u 200 -r 100 -t 30s --host http://127.0.0.1:PORT \
         --calls 20 --mode upgrade --result plain.json
@@ -18,9 +18,10 @@ from typing import Any
 
 import requests
 import socketio
-from locust import User, events, task
+from locust import User, between, events, task
 
 TRANSPORTS = {"polling": ["polling"], "upgrade": ["polling", "websocket"], "websocket": ["websocket"]}
+CALL_INTERVAL = 0.2  # as the harness's short sessions
 COUNTS = {"exchanges": 0, "sessions": 0, "errors": 0}
 WINDOW: dict[str, float] = {}
 
@@ -50,8 +51,7 @@ def _count(response: requests.Response, *_: Any, **__: Any) -> None:
 
 
 class PlainClient(User):
-    def wait_time(self) -> float:
-        return 0.05
+    wait_time = between(0.05, 0.3)  # the harness's think time between sessions
 
     @task
     def session(self) -> None:
@@ -65,7 +65,9 @@ class PlainClient(User):
                 COUNTS["exchanges"] += 1  # the WebSocket handshake (not seen by the hook)
             elif sio.transport() == "websocket":
                 COUNTS["exchanges"] += 1  # the upgrade
-            for _ in range(options.calls):
+            for n in range(options.calls):
+                if n:
+                    time.sleep(CALL_INTERVAL)
                 sio.call("whoami", timeout=10)
                 COUNTS["exchanges"] += 1
             sio.call("echo", "x", timeout=10)

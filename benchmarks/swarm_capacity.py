@@ -224,7 +224,9 @@ def held_step(args: argparse.Namespace, users: int, reports: Path) -> dict[str, 
     )
     log = reports / f"held-{args.clients}-{users}.log"
     code, tree, wall = run_harness(argv, log)
-    summaries = sorted(reports.glob("*/summary.json"), key=lambda p: p.stat().st_mtime)
+    summaries = sorted(
+        (p for p in reports.glob("*/summary.json") if not p.parent.is_symlink()), key=lambda p: p.stat().st_mtime
+    )
     summary = json.loads(summaries[-1].read_text()) if summaries else {}
     run_dir = summaries[-1].parent if summaries else None
     load = summary.get("load", {})
@@ -337,7 +339,7 @@ def memory_main(args: argparse.Namespace, reports: Path) -> list[dict[str, Any]]
     print(f"\n== harness {' '.join(argv)}", flush=True)
     log = reports / "memory.log"
     code, tree, wall = run_harness(argv, log, keep_series=True)
-    (summary_path,) = reports.glob("*/summary.json")
+    (summary_path,) = [p for p in reports.glob("*/summary.json") if not p.parent.is_symlink()]
     summary = json.loads(summary_path.read_text())
     owner = next(p for p in tree if p["role"] == "owner")
     series = owner.pop("series")
@@ -428,16 +430,16 @@ def _exchange_round(
     common += ["--only-summary", "--loglevel", "WARNING", "--stop-timeout", "10"]
     classes = {"websocket": "WebSocketClient", "polling": "PollingClient", "upgrade": "UpgradingClient"}
     if kind == "instrumented":
-        out_dir = reports / f"round-{n}-instrumented"
-        out_dir.mkdir(parents=True, exist_ok=True)
         argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "scenarios" / "sticky.py"), "--attach", name]
-        argv += [*common, "--calls", str(args.calls), "--harness-reports-dir", str(out_dir), classes[args.clients]]
-        log = out_dir / "locust.log"
+        argv += [*common, "--calls", str(args.calls), "--harness-reports-dir", str(reports), classes[args.clients]]
+        log = reports / f"round-{n}-instrumented.log"
+        before = set(reports.glob("*/swarm-*/summary.json"))
         with open(log, "wb") as fh:
             subprocess.run(argv, cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT, check=False)
-        (run_dir,) = [p.parent for p in out_dir.glob("*/summary.json")] or [None]
-        if run_dir is None:
+        new = sorted(set(reports.glob("*/swarm-*/summary.json")) - before)
+        if not new:
             raise SystemExit(f"instrumented round wrote no summary; see {log}")
+        run_dir = new[-1].parent
         exchanges, cpu, seconds = _count_instrumented(run_dir)
     else:
         result = reports / f"round-{n}-plain.json"

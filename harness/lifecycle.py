@@ -27,7 +27,7 @@ from typing import Any
 from harness.client.records import SessionRecord
 from harness.cluster.base import Cluster
 from harness.cluster.local.backend import LocalCluster
-from harness.cluster.local.processes import spawn
+from harness.cluster.local.processes import raise_open_files_limit, spawn
 from harness.errors import CommandError, UsageError
 from harness.events import Event, EventRecord, EventRunner
 from harness.runs import Judgement, cluster_link, judge, new_run_id
@@ -60,6 +60,10 @@ USER_CLASSES = {"polling": "PollingClient", "upgrade": "UpgradingClient", "webso
 # Load processes of `harness run`: one. A second one only pays when the first is saturated (the load section of
 # summary.json says when): on this 2-core machine the cluster under test needs the other core.
 DEFAULT_PROCESSES = 1
+
+# Descriptors a client's session holds in the local backend's network daemon (balancer and node ports, each a
+# client side and an upstream side): one connection for WebSocket, up to two at once for polling (GET and POST).
+NETD_DESCRIPTORS = {"polling": 8, "upgrade": 8, "websocket": 4}
 
 
 @dataclass(frozen=True)
@@ -222,6 +226,8 @@ class Run:
             ).start()
         else:
             self.echo(f"swarming cluster {spec.attach} (run {self.run_id}); records in {self.run_dir}")
+        if self.owned and spec.backend.name == "local":
+            self._warn_descriptors()
         if spec.events:
             self.timeline = EventRunner(
                 self.cluster, list(spec.events), self.run_dir, on_event=lambda r: self.echo(_event_line(r))
@@ -233,6 +239,17 @@ class Run:
             + (f" from {spec.options.processes} load processes" if spec.options.processes > 1 else "")
         )
         return self
+
+    def _warn_descriptors(self) -> None:
+        options = self.spec.options
+        need = options.users * max(NETD_DESCRIPTORS[m] for m in options.modes)
+        limit = raise_open_files_limit()
+        if need > limit:
+            self.echo(
+                f"warning: {options.users} clients may hold up to {need} of the network daemon's file descriptors "
+                f"and its limit is {limit} (raise the hard limit, `ulimit -Hn`, as root): if it runs out, the run "
+                "stops, not judged"
+            )
 
     def __enter__(self) -> Run:
         try:

@@ -1,14 +1,19 @@
-"""The network daemon of the local backend: the load balancer and every node's kube-proxy in one process.
+"""The network daemon of the local backend: the load balancer and every node's kube-proxy.
+
+One process can run both (``--part all``, the default), or one part each (``--part lb``, ``--part nodes``): the local
+backend runs two, so that a held session's descriptors are shared out (two in the balancer, two in the node's
+kube-proxy) and a process's open-files limit goes twice as far. The control socket of a part is the plan's
+``control_path``, with ``-nodes`` appended for the nodes part when the parts run apart (`control_path_of`).
 
 The local backend starts it with a plan (a JSON file) and talks to it over a Unix socket, one JSON object per
-line each way, the way the endpoints controller talks to kube-proxy: ``ping``, ``descriptors``, ``endpoints`` (replace a
-Service's endpoints on every node), ``lb_node`` (take a node out of the balancer or put it back),
+line each way, the way the endpoints controller talks to kube-proxy: ``ping``, ``descriptors``, ``endpoints``
+(replace a Service's endpoints on every node), ``lb_node`` (take a node out of the balancer or put it back),
 ``fault`` / ``clear_faults`` / ``faults`` (faults on demand in the balancer's data path, see
 ``harness.net.faults``) and ``snapshot`` (counters, health, faults and affinity tables, for status and evidence;
 and the daemon's descriptors: running out of them is the harness's fault, see ``harness.net.descriptors``).
 It runs until SIGTERM or SIGINT, on uvloop when it is installed.
 
-Run as ``python -m harness.net.netd PLAN.json``.
+Run as ``python -m harness.net.netd PLAN.json [--part all|lb|nodes]``.
 """
 
 from __future__ import annotations
@@ -30,9 +35,17 @@ from harness.net.faults import Fault
 from harness.net.kubeproxy import Endpoint, ServiceProxy, ServiceRule
 from harness.net.lb import BalancerConfig, LoadBalancer, Target, event_loop_factory
 
-__all__ = ["NetPlan", "NodePlan", "ServicePlan", "control", "main"]
+__all__ = ["PARTS", "NetPlan", "NodePlan", "ServicePlan", "control", "control_path_of", "main"]
 
 log = logging.getLogger(__name__)
+
+PARTS = ("all", "lb", "nodes")
+_BALANCER_OPS = ("lb_node", "fault", "clear_faults", "faults")
+
+
+def control_path_of(plan_path: str, part: str) -> str:
+    """The control socket of ``part``: the plan's own, except for the nodes part run apart."""
+    return plan_path + "-nodes" if part == "nodes" else plan_path
 
 
 @dataclass(frozen=True)
@@ -77,22 +90,35 @@ class NetPlan:
 
 
 class NetDaemon:
-    def __init__(self, plan: NetPlan) -> None:
+    def __init__(self, plan: NetPlan, part: str = "all") -> None:
+        if part not in PARTS:
+            raise UsageError(f"unknown part {part!r}: use one of {', '.join(PARTS)}")
         self.plan = plan
+        self.part = part
+        self.control_path = control_path_of(plan.control_path, part)
         self.proxies: dict[tuple[str, str], ServiceProxy] = {}
         self.servers: list[asyncio.Server] = []
         port = {s.name: s.port for s in plan.services}[plan.lb_service]
-        self.lb = LoadBalancer(
-            BalancerConfig.from_settings(
-                listen=plan.lb_listen,
-                targets=tuple(Target(n.name, n.ip, port) for n in plan.nodes),
-                source_ip=plan.lb_source_ip,
-                settings=plan.lb,
-                seed=plan.seed,
+        self.lb: LoadBalancer | None = None
+        if part in ("all", "lb"):
+            self.lb = LoadBalancer(
+                BalancerConfig.from_settings(
+                    listen=plan.lb_listen,
+                    targets=tuple(Target(n.name, n.ip, port) for n in plan.nodes),
+                    source_ip=plan.lb_source_ip,
+                    settings=plan.lb,
+                    seed=plan.seed,
+                )
             )
-        )
 
     async def start(self) -> None:
+        if self.part in ("all", "nodes"):
+            await self._start_nodes()
+        if self.lb is not None:
+            await self.lb.start()
+        self.servers.append(await asyncio.start_unix_server(self._control, self.control_path))
+
+    async def _start_nodes(self) -> None:
         for node in self.plan.nodes:
             for svc in self.plan.services:
                 rule = ServiceRule(svc.name, svc.affinity, svc.timeout_seconds, svc.snat, svc.local_only)
@@ -102,24 +128,32 @@ class NetDaemon:
                 self.servers.append(
                     await asyncio.start_server(proxy.handle, node.ip, svc.port, reuse_address=True, backlog=1024)
                 )
-        await self.lb.start()
-        self.servers.append(await asyncio.start_unix_server(self._control, self.plan.control_path))
 
     async def close(self) -> None:
-        await self.lb.close()
+        if self.lb is not None:
+            await self.lb.close()
         for server in self.servers:
             server.close()
         for server in self.servers:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 2)
-        if not self.plan.control_path.startswith("\0"):  # an abstract socket has no file
+        if not self.control_path.startswith("\0"):  # an abstract socket has no file
             with contextlib.suppress(OSError):
-                Path(self.plan.control_path).unlink()
+                Path(self.control_path).unlink()
 
     def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
         op = request.get("op")
         if op == "ping":
-            return {"ok": True, "run_id": self.plan.run_id}
+            return {"ok": True, "run_id": self.plan.run_id, "part": self.part}
+        if op == "descriptors":
+            return {"ok": True, "descriptors": descriptors.snapshot()}
+        if op == "snapshot":
+            return {
+                "ok": True,
+                "lb": self.lb.snapshot() if self.lb is not None else None,
+                "services": [p.snapshot() for p in self.proxies.values()],
+                "descriptors": descriptors.snapshot(),
+            }
         if op == "endpoints":
             service = str(request["service"])
             endpoints = [Endpoint.from_json(e) for e in request["endpoints"]]
@@ -131,36 +165,31 @@ class NetDaemon:
             if not touched:
                 return {"ok": False, "error": f"no service {service!r}"}
             return {"ok": True}
+        if op in _BALANCER_OPS:
+            if self.lb is None:
+                return {"ok": False, "error": f"{op}: this daemon runs the {self.part} part, not the balancer"}
+            return self._balancer_request(self.lb, str(op), request)
+        return {"ok": False, "error": f"unknown op {op!r}"}
+
+    @staticmethod
+    def _balancer_request(lb: LoadBalancer, op: str, request: dict[str, Any]) -> dict[str, Any]:
         if op == "lb_node":
             try:
-                self.lb.set_enabled(str(request["node"]), bool(request["enabled"]))
+                lb.set_enabled(str(request["node"]), bool(request["enabled"]))
             except KeyError:
                 return {"ok": False, "error": f"no node {request.get('node')!r}"}
             return {"ok": True}
         if op == "fault":
             try:
-                fault = self.lb.add_fault(Fault.from_json(request))
+                fault = lb.add_fault(Fault.from_json(request))
             except UsageError as exc:
                 return {"ok": False, "error": str(exc)}
             return {"ok": True, "fault": fault.to_json()}
         if op == "clear_faults":
             node, name = request.get("node"), request.get("name")
-            gone = self.lb.clear_faults(
-                node=None if node is None else str(node), name=None if name is None else str(name)
-            )
+            gone = lb.clear_faults(node=None if node is None else str(node), name=None if name is None else str(name))
             return {"ok": True, "removed": [f.to_json() for f in gone]}
-        if op == "faults":
-            return {"ok": True, "faults": self.lb.faults.to_json()}
-        if op == "descriptors":
-            return {"ok": True, "descriptors": descriptors.snapshot()}
-        if op == "snapshot":
-            return {
-                "ok": True,
-                "lb": self.lb.snapshot(),
-                "services": [p.snapshot() for p in self.proxies.values()],
-                "descriptors": descriptors.snapshot(),
-            }
-        return {"ok": False, "error": f"unknown op {op!r}"}
+        return {"ok": True, "faults": lb.faults.to_json()}  # "faults"
 
     async def _control(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -195,8 +224,8 @@ def control(path: str | Path, request: dict[str, Any], timeout: float = 5.0) -> 
     return answer
 
 
-async def _serve(plan: NetPlan) -> None:
-    daemon = NetDaemon(plan)
+async def _serve(plan: NetPlan, part: str) -> None:
+    daemon = NetDaemon(plan, part)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(descriptors.exception_handler)
@@ -213,6 +242,7 @@ async def _serve(plan: NetPlan) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m harness.net.netd", description=__doc__)
     parser.add_argument("plan", type=Path)
+    parser.add_argument("--part", choices=PARTS, default="all", help="the balancer, the nodes, or both")
     parser.add_argument("--log-level", default="WARNING")
     parser.add_argument("--no-uvloop", action="store_true", help="use asyncio's own event loop")
     args = parser.parse_args(argv)
@@ -220,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = NetPlan.from_json(json.loads(args.plan.read_text(encoding="utf-8")))
     try:
         with asyncio.Runner(loop_factory=event_loop_factory(not args.no_uvloop)) as runner:
-            runner.run(_serve(plan))
+            runner.run(_serve(plan, args.part))
     except OSError as exc:
         print(f"netd: cannot listen: {exc}", file=sys.stderr)
         return 2

@@ -57,6 +57,18 @@ def finish(proc: subprocess.Popen[str], lines: list[str]) -> str:
     return "".join(lines) + out
 
 
+def balancer_of(run_id: str) -> int:
+    """The pid of the network daemon's balancer part (the nodes part is another process)."""
+    parts = {
+        pid: Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        for pid in find_run_processes(run_id)
+        if b"harness.net.netd" in Path(f"/proc/{pid}/cmdline").read_bytes()
+    }
+    assert sorted(argv[argv.index(b"--part") + 1] for argv in parts.values()) == [b"lb", b"nodes"]
+    (pid,) = [pid for pid, argv in parts.items() if argv[argv.index(b"--part") + 1] == b"lb"]
+    return pid
+
+
 def summary_of(tmp_path: Path) -> dict[str, object]:
     data: dict[str, object] = json.loads((tmp_path / "latest" / "summary.json").read_text())
     return data
@@ -94,11 +106,8 @@ def test_an_event_that_cannot_take_effect_is_not_judged(tmp_path: Path, scale_to
 def test_the_network_daemon_dying_is_not_judged(tmp_path: Path) -> None:
     proc, lines = harness_run(tmp_path, "--duration", "20s", "--topology", "no-affinity")
     run_id = until_up(proc, lines)
-    netd = [
-        pid for pid in find_run_processes(run_id) if b"harness.net.netd" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    assert len(netd) == 1
-    threading.Timer(3.0, os.kill, args=(netd[0], signal.SIGKILL)).start()
+    netd = balancer_of(run_id)
+    threading.Timer(3.0, os.kill, args=(netd, signal.SIGKILL)).start()
     started = time.monotonic()
     out = finish(proc, lines)
     assert proc.returncode == 2, out
@@ -136,10 +145,8 @@ def test_the_network_daemon_out_of_descriptors_is_not_judged(tmp_path: Path, sta
     args = ["--duration", "18s", "--topology", "nginx-hash", "--clients", "websocket", "--session-length", "4s"]
     proc, lines = harness_run(tmp_path, *args, "--users", "40")
     run_id = until_up(proc, lines)
-    (netd,) = [
-        pid for pid in find_run_processes(run_id) if b"harness.net.netd" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    ]
-    allowed = len(os.listdir(f"/proc/{netd}/fd")) + 40  # room for 10 of the 40 sessions (4 descriptors each)
+    netd = balancer_of(run_id)
+    allowed = len(os.listdir(f"/proc/{netd}/fd")) + 40  # room for 20 of the 40 sessions (2 descriptors each)
     if starved:
         hard = resource.prlimit(netd, resource.RLIMIT_NOFILE)[1]
         resource.prlimit(netd, resource.RLIMIT_NOFILE, (allowed, hard))
@@ -161,7 +168,7 @@ def test_the_network_daemon_out_of_descriptors_is_not_judged(tmp_path: Path, sta
         return
     assert proc.returncode == 2, out
     (line,) = [x for x in out.splitlines() if x.startswith("NOT JUDGED")]
-    assert "the network daemon ran out of file descriptors" in line, line
+    assert "the network daemon (netd) ran out of file descriptors" in line, line
     assert "stopping the swarm" in out
     assert summary["verdict"] == "not judged"
     assert "file descriptors" in str(summary["harness_failure"])

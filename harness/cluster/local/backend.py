@@ -2,8 +2,9 @@
 
 App pods are real Socket.IO servers (``python -m harness.app`` under uvicorn, or the user's own command), each on
 its own 127.x address; the proxy tier runs real nginx or HAProxy with the config shipped in ``clusters/templates``;
-the load balancer and every node's kube-proxy run in one network daemon (``harness.net.netd``). Scaling starts or stops
-pods and updates the endpoints that the nodes and the tier see, in the order Kubernetes does it.
+the load balancer and every node's kube-proxy run in the network daemon (``harness.net.netd``: the balancer in one
+process, the nodes in another, so that a held session's descriptors are shared out). Scaling starts or stops pods
+and updates the endpoints that the nodes and the tier see, in the order Kubernetes does it.
 
 The state of a cluster brought up with ``harness up`` is kept in a JSON file so that ``harness status`` and
 ``harness down`` (other processes) can find it again.
@@ -34,7 +35,7 @@ from harness.cluster.local.processes import ManagedProcess, find_run_processes, 
 from harness.cluster.local.tier import TierPod
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.net import addresses
-from harness.net.netd import NetPlan, NodePlan, ServicePlan, control
+from harness.net.netd import NetPlan, NodePlan, ServicePlan, control, control_path_of
 from harness.net.proxyproto import encode_v1, encode_v2
 from harness.topology import Topology, load_topology
 
@@ -43,6 +44,9 @@ __all__ = ["LocalCluster", "Ports"]
 log = logging.getLogger(__name__)
 
 READY_TIMEOUT = 20.0
+# the network daemon runs as two processes, so that a held session's descriptors are shared out between them:
+# the balancer ("netd") and every node's kube-proxy model ("netd-nodes")
+NETD_PARTS = {"netd": "lb", "netd-nodes": "nodes"}
 
 
 class Ports:
@@ -115,11 +119,11 @@ def tier_handshake(pod: Pod, proxy_protocol: str, timeout: float = 1.0) -> bool:
     return response.status == 200
 
 
-def _out_of_descriptors(detail: str, limit: object) -> str:
+def _out_of_descriptors(name: str, detail: str, limit: object) -> str:
     return (
-        f"the network daemon ran out of file descriptors ({detail}; its limit is {limit}): raise the open-files "
-        "limit (`ulimit -Hn`; a held WebSocket session takes 4 of the daemon's, a polling one up to 8) or swarm "
-        "fewer clients"
+        f"the network daemon ({name}) ran out of file descriptors ({detail}; its limit is {limit}): raise the "
+        "open-files limit (`ulimit -Hn`; a held WebSocket session takes 2 in each part of the daemon, a polling "
+        "one up to 4) or swarm fewer clients"
     )
 
 
@@ -159,7 +163,7 @@ class LocalCluster(Cluster):
         self.removed_pods: list[str] = []
         self.known_pods: dict[str, str] = {}
         self._down = False
-        self._control_misses = 0  # control requests in a row the network daemon did not answer
+        self._control_misses: dict[str, int] = {}  # per part: requests in a row the network daemon did not answer
         # events (their own thread) and the process watch change pods and endpoints: one change at a time
         self._lock = threading.RLock()
 
@@ -200,8 +204,8 @@ class LocalCluster(Cluster):
             if self._down:
                 return
             self._down = True
-        order = [p for p in self.processes.values() if p.name == "netd"]
-        order += [p for p in self.processes.values() if p.name != "netd"]
+        order = [p for p in self.processes.values() if p.name in NETD_PARTS]
+        order += [p for p in self.processes.values() if p.name not in NETD_PARTS]
         for process in order:
             process.stop(grace=3.0)
         for pid in find_run_processes(self.run_id):  # anything a piece started and left behind
@@ -272,32 +276,37 @@ class LocalCluster(Cluster):
             self._control({"op": "lb_node", "node": node, "enabled": enabled})
 
     def node_in_balancer(self, node: str) -> bool | None:
-        lb = self._control({"op": "snapshot"}).get("lb") or {}
+        lb = self._control({"op": "snapshot"}, part="lb").get("lb") or {}
         return node not in lb.get("disabled", [])
 
     def harness_faults(self) -> list[str]:
-        """The network daemon out of descriptors (its clients would see resets the checks blame on the topology),
-        or not answering its control socket twice in a row. Out of descriptors, it may not even take the control
-        connection: then its descriptors are counted from /proc."""
+        """A part of the network daemon out of descriptors (its clients would see resets the checks blame on the
+        topology), or not answering its control socket twice in a row. Out of descriptors, it may not even take
+        the control connection: then its descriptors are counted from /proc."""
         if self._down:
             return []
-        try:
-            answer = self._control({"op": "descriptors"})
-        except HarnessError as exc:
-            self._control_misses += 1
-            full = self._netd_descriptors()
-            if full is not None:
-                return [_out_of_descriptors(f"{full[0]} open, all it may have", full[1])]
-            return [str(exc)] if self._control_misses >= 2 else []
-        self._control_misses = 0
-        d = answer.get("descriptors") or {}
-        if not d.get("exhausted"):
-            return []
-        return [_out_of_descriptors(f"{d.get('error')}; {d['exhausted']} connection(s) failed so", d.get("limit"))]
+        faults = []
+        for name, part in NETD_PARTS.items():
+            try:
+                answer = self._control({"op": "descriptors"}, part=part)
+            except HarnessError as exc:
+                self._control_misses[part] = self._control_misses.get(part, 0) + 1
+                full = self._at_descriptor_limit(name)
+                if full is not None:
+                    faults.append(_out_of_descriptors(name, f"{full[0]} open, all it may have", full[1]))
+                elif self._control_misses[part] >= 2:
+                    faults.append(str(exc))
+                continue
+            self._control_misses[part] = 0
+            d = answer.get("descriptors") or {}
+            if d.get("exhausted"):
+                detail = f"{d.get('error')}; {d['exhausted']} connection(s) failed so"
+                faults.append(_out_of_descriptors(name, detail, d.get("limit")))
+        return faults
 
-    def _netd_descriptors(self) -> tuple[int, int] | None:
-        """(open, limit) of the network daemon when it is at its open-files limit, else None."""
-        process = self.processes.get("netd")
+    def _at_descriptor_limit(self, name: str) -> tuple[int, int] | None:
+        """(open, limit) of a network daemon process when it is at its open-files limit, else None."""
+        process = self.processes.get(name)
         if process is None:
             return None
         try:
@@ -357,8 +366,8 @@ class LocalCluster(Cluster):
     def status(self) -> dict[str, Any]:
         snapshot: dict[str, Any] | None
         try:
-            snapshot = control(self.control_path, {"op": "snapshot"})
-        except (OSError, ValueError):
+            snapshot = self._snapshot()
+        except (HarnessError, ValueError):
             snapshot = None
         return {
             "run_id": self.run_id,
@@ -552,24 +561,27 @@ class LocalCluster(Cluster):
         )
         plan_path = self.run_dir / "netplan.json"
         plan_path.write_text(json.dumps(plan.to_json(), indent=2), encoding="utf-8")
-        process = spawn(
-            "netd",
-            [sys.executable, "-m", "harness.net.netd", str(plan_path)],
-            run_id=self.run_id,
-            log_path=self.run_dir / "netd.log",
-            attached=self.attached,
-        )
-        self.processes["netd"] = process
+        for name, part in NETD_PARTS.items():
+            process = spawn(
+                name,
+                [sys.executable, "-m", "harness.net.netd", str(plan_path), "--part", part],
+                run_id=self.run_id,
+                log_path=self.run_dir / f"{name}.log",
+                attached=self.attached,
+            )
+            self.processes[name] = process
+            path = control_path_of(self.control_path, part)
 
-        def answers() -> bool:
-            if not process.alive():
-                raise SetupError(f"the network daemon exited at start:\n{process.log_tail()}")
-            try:
-                return bool(control(self.control_path, {"op": "ping"}, timeout=1.0).get("ok"))
-            except OSError:
-                return False
+            def answers(process: ManagedProcess = process, path: str = path) -> bool:
+                if not process.alive():
+                    raise SetupError(f"the network daemon ({process.name}) exited at start:\n{process.log_tail()}")
+                try:
+                    return bool(control(path, {"op": "ping"}, timeout=1.0).get("ok"))
+                except OSError:
+                    return False
 
-        wait_until(answers, timeout=READY_TIMEOUT, what="the network daemon answering", on_fail=process.log_tail)
+            what = f"the network daemon ({name}) answering"
+            wait_until(answers, timeout=READY_TIMEOUT, what=what, on_fail=process.log_tail)
 
     def _publish(self, component: Component) -> None:
         """Push the current endpoints of a component to every node (and, for the app, to the tier)."""
@@ -583,14 +595,28 @@ class LocalCluster(Cluster):
             endpoints = [self._endpoint(p) for p in self.tier_pods]
             self._control({"op": "endpoints", "service": "tier", "endpoints": endpoints})
 
-    def _control(self, request: dict[str, Any]) -> dict[str, Any]:
+    def _control(self, request: dict[str, Any], part: str | None = None) -> dict[str, Any]:
+        """One request to the part of the network daemon it is for (endpoints: the nodes; the rest: the
+        balancer); ``part`` says which, for requests both parts answer (ping, descriptors, snapshot)."""
+        part = part or ("nodes" if request.get("op") == "endpoints" else "lb")
         try:
-            answer = control(self.control_path, request)
+            answer = control(control_path_of(self.control_path, part), request)
         except OSError as exc:
-            raise HarnessError(f"the network daemon of run {self.run_id} does not answer: {exc}") from exc
+            raise HarnessError(f"the network daemon ({part}) of run {self.run_id} does not answer: {exc}") from exc
         if not answer.get("ok"):
             raise HarnessError(f"the network daemon refused {request.get('op')}: {answer.get('error')}")
         return answer
+
+    def _snapshot(self) -> dict[str, Any]:
+        """The balancer's and the nodes' snapshots as one (the form of a daemon that runs both parts)."""
+        lb = self._control({"op": "snapshot"}, part="lb")
+        nodes = self._control({"op": "snapshot"}, part="nodes")
+        return {
+            "ok": True,
+            "lb": lb["lb"],
+            "services": nodes["services"],
+            "descriptors": {"lb": lb["descriptors"], "nodes": nodes["descriptors"]},
+        }
 
     def _wait_app_ready(self, pods: list[Pod]) -> None:
         for pod in pods:
