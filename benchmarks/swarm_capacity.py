@@ -53,24 +53,26 @@ BUSY_SHARE = 0.10
 
 
 def role_of(proc: psutil.Process) -> str:
-    """What a process of a run's tree is, from its command line."""
+    """What a process of a run's tree is, from the program or ``-m`` module it runs (not from its arguments,
+    which name topologies such as nginx-hash)."""
     try:
-        cmd = " ".join(proc.cmdline())
+        argv = proc.cmdline()
+        name = proc.name()
     except psutil.Error:
         return "gone"
-    if "locust" in cmd:
+    module = argv[argv.index("-m") + 1] if "-m" in argv[:-1] else ""
+    if module == "locust":
         return "load"
-    if "harness.net" in cmd or "netd" in cmd:
+    if module.startswith("harness.net"):
         return "netd"
-    if "nginx" in cmd:
-        return "nginx"
-    if "haproxy" in cmd:
-        return "haproxy"
-    if "harness.app" in cmd or "uvicorn" in cmd or "server" in cmd:
+    if module == "harness.app":
         return "app"
-    if "harness.cli" in cmd:
+    if module == "harness.cli":
         return "owner"
-    return proc.name()
+    for program in ("nginx", "haproxy"):
+        if name.startswith(program) or (argv and argv[0].startswith(program)):
+            return program
+    return name
 
 
 class TreeSampler:

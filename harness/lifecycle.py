@@ -61,9 +61,9 @@ USER_CLASSES = {"polling": "PollingClient", "upgrade": "UpgradingClient", "webso
 # summary.json says when): on this 2-core machine the cluster under test needs the other core.
 DEFAULT_PROCESSES = 1
 
-# Descriptors a client's session holds in the local backend's network daemon (balancer and node ports, each a
-# client side and an upstream side): one connection for WebSocket, up to two at once for polling (GET and POST).
-NETD_DESCRIPTORS = {"polling": 8, "upgrade": 8, "websocket": 4}
+# Descriptors a client's session holds in each process of the local backend's network daemon (the balancer, the
+# nodes: each a client side and an upstream side): one connection for WebSocket, up to two for polling (GET, POST).
+NETD_DESCRIPTORS = {"polling": 4, "upgrade": 4, "websocket": 2}
 
 
 @dataclass(frozen=True)
@@ -246,9 +246,9 @@ class Run:
         limit = raise_open_files_limit()
         if need > limit:
             self.echo(
-                f"warning: {options.users} clients may hold up to {need} of the network daemon's file descriptors "
-                f"and its limit is {limit} (raise the hard limit, `ulimit -Hn`, as root): if it runs out, the run "
-                "stops, not judged"
+                f"warning: {options.users} clients may hold up to {need} file descriptors in each process of the "
+                f"network daemon and their limit is {limit} (raise the hard limit, `ulimit -Hn`, as root): if one "
+                "runs out, the run stops, not judged"
             )
 
     def __enter__(self) -> Run:

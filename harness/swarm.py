@@ -163,7 +163,7 @@ class _Run:
             self.name,
             role=self.role,
             samples=self.samples,
-            sessions=self.sessions,
+            sessions=0 if self.role == "master" else self.sessions,  # a master runs none: its workers' are theirs
             failure=self.load_failure,
         )
 

@@ -115,3 +115,30 @@ def test_the_cases_differ_from_each_other(monkeypatch: pytest.MonkeyPatch) -> No
 
 def test_a_locust_master_counts_its_workers() -> None:
     assert from_locust(["--topology", "nginx-hash"], "--master", "--expect-workers", "3")["processes"] == 3
+
+
+STOP_WAKES = """
+import json, sys
+from locust.env import Environment
+from locust.user.users import LOCUST_STATE_RUNNING
+import scenarios.sticky as sticky
+
+env = Environment(user_classes=[sticky.WebSocketClient])
+user = sticky.WebSocketClient(env)
+woken = []
+user.client = type("Client", (), {"wake": lambda self: woken.append(True)})()
+user._state = LOCUST_STATE_RUNNING
+before = {"stopping": user._stopping(), "woken": len(woken)}
+killed = user.stop()
+print(json.dumps({"before": before, "killed": killed, "stopping": user._stopping(), "woken": len(woken)}))
+"""
+
+
+def test_a_graceful_stop_of_a_user_wakes_its_idle_session() -> None:
+    """Locust's graceful stop (a ramp-down, the end of the run) wakes the session idling in run_session, which
+    ticks only every few seconds: it sees the stop at once. Before the stop: not stopping, not woken."""
+    out = subprocess.run(
+        [sys.executable, "-c", STOP_WAKES], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got == {"before": {"stopping": False, "woken": 0}, "killed": False, "stopping": True, "woken": 1}
