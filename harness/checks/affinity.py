@@ -8,7 +8,9 @@ Kubernetes' own e2e test calls ClientIP affinity held after 15 identical answers
 well: a client is judged only when it has at least ``affinity_run`` sessions that reached a pod (with long
 sessions, which give a client only a few in a run, ``affinity_run_long``: one client then says less, but every
 judged client must hold, and a non-sticky chain keeps a client with k sessions on one of P pods only with
-probability P**-(k-1); the negative controls are shown to fail so), and then
+probability P**-(k-1); the negative controls are shown to fail so; and in a short run of many clients where none
+reaches ``affinity_run``, the clients with ``affinity_run_long`` when there are ``affinity_fallback_clients`` of
+them), and then
 *every* move between its consecutive sessions counts, not only the last 15. A move away from a pod that went
 away is not held against the client: the session before the move was disrupted by a scaling event, or the pod
 is one of the pods removed during the run. Nor is a move onto a pod added during the run: new pods can only take
@@ -105,14 +107,23 @@ def check_affinity(
     """Judge each client with at least ``th.affinity_run`` sessions that reached a pod."""
     histories = client_histories(sessions, removed_pods, added_pods)
     lengths = [len(h.pods) for h in histories.values()]
-    judged = [h for h in histories.values() if len(h.pods) >= th.affinity_run]
+    run = th.affinity_run
+    judged = [h for h in histories.values() if len(h.pods) >= run]
+    reached = len(judged)
+    fallback = reached < th.min_affinity_clients and th.affinity_run_long < run
+    if fallback:
+        many = [h for h in histories.values() if len(h.pods) >= th.affinity_run_long]
+        fallback = len(many) >= max(th.affinity_fallback_clients, th.min_affinity_clients)
+        if fallback:
+            judged, run = many, th.affinity_run_long
     broken = [h for h in judged if not h.held]
     broken_rate = rate(len(broken), len(judged))
     spread = Counter(len(set(h.pods)) for h in broken)
     figures: dict[str, Any] = {
         "clients": len({r.client for r in sessions}),
         "clients_with_pod": len(histories),
-        "affinity_run": th.affinity_run,
+        "affinity_run": run,
+        "fallback": fallback,
         "judged": len(judged),
         "held": len(judged) - len(broken),
         "broken": len(broken),
@@ -121,7 +132,7 @@ def check_affinity(
         "broken_by_distinct_pods": {str(k): spread[k] for k in sorted(spread)},
         "moves": sum(len(h.moves) for h in judged),
         # too short to judge, but already moved: a hint when the verdict is n/a
-        "unjudged_clients_that_moved": sum(1 for h in histories.values() if h.moves and len(h.pods) < th.affinity_run),
+        "unjudged_clients_that_moved": sum(1 for h in histories.values() if h.moves and len(h.pods) < run),
         "excused_moves": sum(h.excused for h in judged),
         "moves_onto_added_pods": sum(h.onto_added for h in judged),
         "sessions_per_client": {
@@ -151,8 +162,13 @@ def check_affinity(
     if figures["moves_onto_added_pods"]:
         not_counted.append(f"{figures['moves_onto_added_pods']} moves onto pods added during the run")
     aside = f", not counting {' or '.join(not_counted)}" if not_counted else ""
+    if fallback:
+        aside += (
+            f" ({'no client' if not reached else f'only {reached} clients'} had {th.affinity_run} sessions, so the "
+            f"{len(judged)} clients with {run} or more were judged, as with long sessions)"
+        )
     if not broken:
-        reason = f"all {len(judged)} judged clients (≥{th.affinity_run} sessions each) stayed on one pod{aside}"
+        reason = f"all {len(judged)} judged clients (≥{run} sessions each) stayed on one pod{aside}"
     else:
         worst = max(spread)
         reason = (

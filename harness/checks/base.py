@@ -44,6 +44,10 @@ class Thresholds:
     # ... and with long sessions (a few per client in a run), at least this many: a client kept on one pod over
     # k sessions by chance, on P pods, happens with probability P**-(k-1), and every judged client counts
     affinity_run_long: int = 3
+    # short sessions with no client reaching affinity_run (many clients, a short run): judged at affinity_run_long
+    # when at least this many clients have that many; chance keeps each of 30 clients on one of P >= 2 pods over
+    # 3 sessions with probability at most 2**-60
+    affinity_fallback_clients: int = 30
     min_affinity_clients: int = 1  # fewer judged clients: n/a
     max_affinity_broken_rate: float = 0.0  # fraction of judged clients allowed to move between pods
     # balance: sessions per pod, by the pod that answered the handshake

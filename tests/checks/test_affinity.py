@@ -69,6 +69,26 @@ def test_too_few_sessions_per_client_is_not_applicable() -> None:
     assert "the most any client had was 14" in result.reason
 
 
+def test_many_clients_with_few_sessions_each_are_judged_at_the_long_session_run_both_ways() -> None:
+    """A short run with many clients (none reaches 15 sessions): 30 clients of 3 sessions each are judged as long
+    sessions are, and a chain that moves them fails; 29 such clients stay n/a, as does one client at 15 next to them
+    judged alone (no fallback then)."""
+    pods = ["app-0", "app-1", "app-2"]
+    sticky = [r for i in range(30) for r in steady(f"c{i}", pods[i % 3], 3)]
+    held = check_affinity(sticky, TH)
+    assert held.verdict == "pass" and held.figures["fallback"] and held.figures["affinity_run"] == 3
+    assert held.figures["judged"] == 30
+    assert "no client had 15 sessions, so the 30 clients with 3 or more were judged" in held.reason
+    rng = random.Random(5)
+    moving = [r for i in range(30) for r in history(f"c{i}", [rng.choice(pods) for _ in range(4)])]
+    moved = check_affinity(moving, TH)
+    assert moved.verdict == "fail" and moved.figures["fallback"] and moved.figures["broken"] > 15
+    few = check_affinity(sticky[: 29 * 3], TH)
+    assert few.verdict == "n/a" and not few.figures["fallback"]
+    one_long = check_affinity(sticky + steady("long", "app-0", 15), TH)
+    assert one_long.figures["judged"] == 1 and not one_long.figures["fallback"]
+
+
 def test_too_few_judged_clients_is_not_applicable() -> None:
     th = Thresholds(min_affinity_clients=2)
     result = check_affinity(steady("c1", "app-0") + steady("c2", "app-0", 3), th)
