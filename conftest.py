@@ -28,7 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="the nightly gate's negative control: nginx-hash's tier loses its hash (nginx round-robins)",
     )
-    group.addoption("--e2e-duration", default="30s", help="swarm duration of each e2e run")
+    group.addoption("--e2e-duration", default="25s", help="swarm duration of each e2e run of the matrix")
     group.addoption(
         "--session-length", default="0s", help="how long each session of the e2e matrix stays connected (0: short)"
     )
