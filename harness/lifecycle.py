@@ -26,7 +26,7 @@ from typing import Any
 
 from harness.client.records import SessionRecord
 from harness.cluster.base import Cluster
-from harness.cluster.local.backend import LocalCluster
+from harness.cluster.local.backend import NETD_DESCRIPTORS, LocalCluster
 from harness.cluster.local.processes import raise_open_files_limit, spawn
 from harness.errors import CommandError, UsageError
 from harness.events import Event, EventRecord, EventRunner
@@ -60,10 +60,6 @@ USER_CLASSES = {"polling": "PollingClient", "upgrade": "UpgradingClient", "webso
 # Load processes of `harness run`: one. A second one only pays when the first is saturated (the load section of
 # summary.json says when): on this 2-core machine the cluster under test needs the other core.
 DEFAULT_PROCESSES = 1
-
-# Descriptors a client's session holds in each process of the local backend's network daemon (the balancer, the
-# nodes: each a client side and an upstream side): one connection for WebSocket, up to two for polling (GET, POST).
-NETD_DESCRIPTORS = {"polling": 4, "upgrade": 4, "websocket": 2}
 
 
 @dataclass(frozen=True)

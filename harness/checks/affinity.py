@@ -110,12 +110,11 @@ def check_affinity(
     run = th.affinity_run
     judged = [h for h in histories.values() if len(h.pods) >= run]
     reached = len(judged)
-    fallback = reached < th.min_affinity_clients and th.affinity_run_long < run
-    if fallback:
+    fallback = False
+    if reached < th.min_affinity_clients and th.affinity_run_long < run:
         many = [h for h in histories.values() if len(h.pods) >= th.affinity_run_long]
-        fallback = len(many) >= max(th.affinity_fallback_clients, th.min_affinity_clients)
-        if fallback:
-            judged, run = many, th.affinity_run_long
+        if len(many) >= max(th.affinity_fallback_clients, th.min_affinity_clients):
+            judged, run, fallback = many, th.affinity_run_long, True
     broken = [h for h in judged if not h.held]
     broken_rate = rate(len(broken), len(judged))
     spread = Counter(len(set(h.pods)) for h in broken)

@@ -427,8 +427,9 @@ def test_plan_header_composes_header_faults() -> None:
     assert plan_header([Fault("latency")], header, ("192.0.2.1", 1000), ("198.51.100.2", 80)) is None
 
 
-def _daemon() -> NetDaemon:
-    plan = NetPlan(
+def netd_plan() -> NetPlan:
+    """A two-node plan that nothing listens for (the daemon's requests are tested without starting it)."""
+    return NetPlan(
         run_id="t",
         seed=1,
         control_path="/nonexistent/netd.sock",
@@ -439,7 +440,10 @@ def _daemon() -> NetDaemon:
         lb_service="app",
         lb={"mode": "nlb", "proxy_protocol": "v2", "source_ip_stickiness": True},
     )
-    return NetDaemon(plan)
+
+
+def _daemon() -> NetDaemon:
+    return NetDaemon(netd_plan())
 
 
 def test_netd_fault_ops() -> None:

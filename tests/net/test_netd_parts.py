@@ -7,7 +7,8 @@ import pytest
 
 from harness.errors import UsageError
 from harness.net.kubeproxy import ServiceProxy, ServiceRule
-from harness.net.netd import NetDaemon, NetPlan, NodePlan, ServicePlan, control_path_of
+from harness.net.netd import NetDaemon, control_path_of
+from tests.net.test_faults import netd_plan
 
 ENDPOINTS = {
     "op": "endpoints",
@@ -18,17 +19,7 @@ FAULT = {"op": "fault", "node": "node-1", "kind": "latency", "params": {"latency
 
 
 def daemon(part: str) -> NetDaemon:
-    plan = NetPlan(
-        run_id="t",
-        seed=1,
-        control_path="\0netd-parts-test",
-        nodes=[NodePlan("node-0", "127.2.0.1"), NodePlan("node-1", "127.2.0.2")],
-        services=[ServicePlan("app", 30080, "None", 10800, True, False, [])],
-        lb_listen=("127.1.0.1", 0),
-        lb_source_ip="127.1.0.1",
-        lb_service="app",
-        lb={"mode": "nlb", "proxy_protocol": "v2"},
-    )
+    plan = netd_plan()
     d = NetDaemon(plan, part)
     d.proxies.clear()
     if part in ("all", "nodes"):  # what start() builds, without listening
@@ -55,7 +46,8 @@ def test_each_part_answers_for_what_it_runs_and_refuses_the_rest() -> None:
 
 
 def test_the_parts_have_their_own_control_sockets_and_an_unknown_part_is_refused() -> None:
-    assert daemon("lb").control_path == daemon("all").control_path == "\0netd-parts-test"
-    assert daemon("nodes").control_path == control_path_of("\0netd-parts-test", "nodes") == "\0netd-parts-test-nodes"
+    path = netd_plan().control_path
+    assert daemon("lb").control_path == daemon("all").control_path == path
+    assert daemon("nodes").control_path == control_path_of(path, "nodes") == path + "-nodes"
     with pytest.raises(UsageError, match="unknown part 'both'"):
         daemon("both")

@@ -39,7 +39,7 @@ from harness.net.netd import NetPlan, NodePlan, ServicePlan, control, control_pa
 from harness.net.proxyproto import encode_v1, encode_v2
 from harness.topology import Topology, load_topology
 
-__all__ = ["LocalCluster", "Ports"]
+__all__ = ["NETD_DESCRIPTORS", "LocalCluster", "Ports"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ READY_TIMEOUT = 20.0
 # the network daemon runs as two processes, so that a held session's descriptors are shared out between them:
 # the balancer ("netd") and every node's kube-proxy model ("netd-nodes")
 NETD_PARTS = {"netd": "lb", "netd-nodes": "nodes"}
+# descriptors a client's session holds in each of those processes (a client side and an upstream side): one
+# connection for WebSocket, up to two for polling (GET and POST)
+NETD_DESCRIPTORS = {"polling": 4, "upgrade": 4, "websocket": 2}
 
 
 class Ports:
@@ -122,8 +125,8 @@ def tier_handshake(pod: Pod, proxy_protocol: str, timeout: float = 1.0) -> bool:
 def _out_of_descriptors(name: str, detail: str, limit: object) -> str:
     return (
         f"the network daemon ({name}) ran out of file descriptors ({detail}; its limit is {limit}): raise the "
-        "open-files limit (`ulimit -Hn`; a held WebSocket session takes 2 in each part of the daemon, a polling "
-        "one up to 4) or swarm fewer clients"
+        f"open-files limit (`ulimit -Hn`; a held WebSocket session takes {NETD_DESCRIPTORS['websocket']} in each "
+        f"part of the daemon, a polling one up to {NETD_DESCRIPTORS['polling']}) or swarm fewer clients"
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import logging
 import os
 import queue
@@ -48,11 +49,13 @@ OPEN_FILES_WANTED = 1 << 20  # descriptors a swarm of 10,000 held sessions needs
 T = TypeVar("T")
 
 
+@functools.cache
 def raise_open_files_limit(wanted: int = OPEN_FILES_WANTED) -> int:
     """Raise this process's open-files limit (inherited by every process it starts) towards ``wanted``: the hard
     limit too where the kernel allows it (root, up to ``fs.nr_open``), else the soft limit to the hard one.
-    Returns the soft limit now in force. A held WebSocket session costs a descriptor in the client, two in the
-    load balancer, two in the proxy tier and one in the app: shells' usual 1,024 or 20,000 stop a swarm early."""
+    Returns the soft limit now in force; done once per process (every `spawn` asks). A held WebSocket session
+    costs a descriptor in the client, two in each part of the network daemon, two in the proxy tier and one in
+    the app: shells' usual 1,024 or 20,000 stop a swarm early."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     with contextlib.suppress(OSError, ValueError):
         wanted = min(wanted, int(Path("/proc/sys/fs/nr_open").read_text()))
