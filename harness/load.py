@@ -13,7 +13,7 @@ Files: ``load-<name>.json`` per process, ``<name>`` as in that process's ``sessi
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ __all__ = [
     "LAG_LIMIT_MS",
     "is_load_timeout",
     "load_report",
+    "load_side_filter",
     "read_load",
     "set_apart",
     "write_load",
@@ -134,17 +135,29 @@ def is_load_timeout(record: SessionRecord) -> bool:
     return any(word in text for word in _TIMEOUT_WORDS)
 
 
-def set_apart(sessions: Iterable[tuple[str, SessionRecord]], report: dict[str, Any]) -> tuple[list[SessionRecord], int]:
-    """The sessions to judge, and how many were set apart: timeouts of a saturated process in its busy seconds."""
+def load_side_filter(report: dict[str, Any]) -> Callable[[str, SessionRecord], bool]:
+    """A predicate on (load process name, record): True for a record to set apart, a timeout of a saturated
+    process in its busy seconds."""
     busy = {name: set(int(t) for t in seconds) for name, seconds in report.get("_busy", {}).items()}
     saturated = {p["name"] for p in report.get("per_process", []) if p["saturated"]}
+
+    def load_side(name: str, record: SessionRecord) -> bool:
+        if name not in saturated or not is_load_timeout(record):
+            return False
+        seconds = busy.get(name, set())
+        return any(int(t) in seconds for t in range(int(record.started), int(record.ended or record.started) + 1))
+
+    return load_side
+
+
+def set_apart(sessions: Iterable[tuple[str, SessionRecord]], report: dict[str, Any]) -> tuple[list[SessionRecord], int]:
+    """The sessions to judge, and how many were set apart: timeouts of a saturated process in its busy seconds."""
+    load_side = load_side_filter(report)
     kept: list[SessionRecord] = []
     dropped = 0
     for name, record in sessions:
-        if name in saturated and is_load_timeout(record):
-            seconds = busy.get(name, set())
-            if any(int(t) in seconds for t in range(int(record.started), int(record.ended or record.started) + 1)):
-                dropped += 1
-                continue
-        kept.append(record)
+        if load_side(name, record):
+            dropped += 1
+        else:
+            kept.append(record)
     return kept, dropped

@@ -18,11 +18,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from harness.checks import CheckResult, Thresholds, check_balance, compare, converged_pod, evaluate
-from harness.checks.scaling import SLACK, assign_disruptions, exit_report, hints_for, scaling_report
+from harness.checks import CheckResult, Thresholds, compare
+from harness.checks.balance import BalanceTally
+from harness.checks.scaling import SLACK, assign_disruption, exit_report, hints_for, scaling_report
+from harness.checks.verdict import Tally
 from harness.client.records import SessionRecord, read_run_sessions_by_process
 from harness.events import EventRecord, read_event_records
-from harness.load import load_report, set_apart
+from harness.load import load_report, load_side_filter
 from harness.stats import Histogram, summarize
 from harness.topology import Topology
 
@@ -74,21 +76,30 @@ def merged_latencies(run_dir: Path) -> dict[str, Histogram]:
     return merged
 
 
-def _steady_balance(
-    sessions: Sequence[SessionRecord], events: Sequence[EventRecord], pods: list[str], th: Thresholds
-) -> CheckResult:
+class _SteadyBalance:
     """Balance at steady state: after the last event when enough sessions started then, else before the first."""
-    settled = events[-1].ended + SLACK
-    after = [s for s in sessions if s.started >= settled]
-    if sum(1 for s in after if s.pods) >= th.min_balance_sessions:
-        result = check_balance(after, pods, th)
-        window = f"sessions after the last event ({events[-1].label})"
-    else:
-        before = [s for s in sessions if s.started < events[0].started]
-        app_pods = events[0].pods_before if events[0].target == "app" or events[0].action.startswith("lb") else pods
-        result = check_balance(before, app_pods, th)
-        window = f"sessions before the first event ({events[0].label})"
-    return replace(result, figures={**result.figures, "window": window})
+
+    def __init__(self, events: Sequence[EventRecord]) -> None:
+        self.first, self.last = events[0], events[-1]
+        self.settled = self.last.ended + SLACK
+        self.before, self.after = BalanceTally(), BalanceTally()
+
+    def add(self, record: SessionRecord) -> None:
+        if record.started >= self.settled:
+            self.after.add(record)
+        if record.started < self.first.started:
+            self.before.add(record)
+
+    def result(self, pods: list[str], th: Thresholds) -> CheckResult:
+        if sum(self.after.served.values()) >= th.min_balance_sessions:
+            result = self.after.result(pods, th)
+            window = f"sessions after the last event ({self.last.label})"
+        else:
+            first = self.first
+            app_pods = first.pods_before if first.target == "app" or first.action.startswith("lb") else pods
+            result = self.before.result(app_pods, th)
+            window = f"sessions before the first event ({first.label})"
+        return replace(result, figures={**result.figures, "window": window})
 
 
 @dataclass
@@ -130,26 +141,41 @@ def judge(
         th = replace(th, affinity_run=th.affinity_run_long)
     load = load_report(run_dir)
     harness_failure = harness_failure or load["failure"]
-    # a saturated load process's timeouts in its busy seconds are the load side's, not the topology's
-    sessions, load_side = set_apart(read_run_sessions_by_process(run_dir), load)
     load_section = {k: v for k, v in load.items() if not k.startswith("_")}
-    load_section["load_side_timeouts"] = load_side
     timeline = read_event_records(run_dir)
     events = [e for e in timeline if e.planned]
-    assign_disruptions(sessions, timeline)
     removed = list(dict.fromkeys([*removed_pods, *(p for e in timeline for p in e.removed)]))
     # balance is judged over the pods that were there at the end (steady state); pods removed on the way are
     # still known pods for the other checks
     added = list(dict.fromkeys(p for e in events for p in e.added))
-    results = evaluate(sessions, list(pods), th, removed_pods=removed, added_pods=added)
-    if events:
-        results["balance"] = _steady_balance(sessions, events, list(pods), th)
-    converged_on = converged_pod(sessions, list(pods))
+    # The records stream by once: a saturated load process's timeouts in its busy seconds are set apart (the load
+    # side's, not the topology's), each other record is marked with the event that disrupted it and folded into
+    # the checks' tallies. Only a run with events keeps its records (slimmed): the scaling report reads each
+    # client's history around each event.
+    is_load_side = load_side_filter(load)
+    tally = Tally()
+    steady = _SteadyBalance(events) if events else None
+    kept: list[SessionRecord] = []
+    load_side = 0
+    for name, record in read_run_sessions_by_process(run_dir):
+        if is_load_side(name, record):
+            load_side += 1
+            continue
+        assign_disruption(record, timeline)
+        tally.add(record)
+        if steady is not None:
+            steady.add(record)
+            kept.append(record.slimmed())
+    load_section["load_side_timeouts"] = load_side
+    results = tally.results(list(pods), th, removed_pods=removed, added_pods=added)
+    if steady is not None:
+        results["balance"] = steady.result(list(pods), th)
+    converged_on = tally.converged(list(pods))
     converged = converged_on is not None and "converged" in topology.expected_with
     expected = topology.expected_verdicts(client_addresses, converged=converged)
     outcome = compare(results, expected)
     begin = (meta or {}).get("started")
-    unplanned = exit_report(sessions, timeline, begin)
+    unplanned = exit_report(tally.continuity.disrupted, timeline, begin)
     crashes = [u for u in unplanned if u["blame"] != "harness"]
     ok = outcome.ok and not crashes  # a pod that crashed under load is a finding, whatever the checks say
     if crashes:
@@ -168,13 +194,13 @@ def judge(
         "topology": topology.name,
         "description": topology.description.strip(),
         **(meta or {}),
-        "sessions": len(sessions),
-        "clients": len({s.client for s in sessions}),
+        "sessions": tally.sessions,
+        "clients": tally.clients,
         "pods": list(pods),
         "removed_pods": removed,
         "converged_on": converged_on,  # the one pod that served every session, when it was one of several
         "expected_with_converged": converged,
-        "events": scaling_report(sessions, events, hints_for(topology)),
+        "events": scaling_report(kept, events, hints_for(topology)),
         "unplanned": unplanned,
         "harness_failure": harness_failure,
         "checks": {

@@ -21,8 +21,9 @@ moved against that minimum is the scaling report's to say). A move back off such
 from __future__ import annotations
 
 import statistics
+from array import array
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
@@ -33,13 +34,12 @@ from harness.checks.base import (
     CheckResult,
     Thresholds,
     Verdict,
-    no_pod_identity,
     pct,
     rate,
 )
 from harness.client.records import SessionRecord
 
-__all__ = ["ClientHistory", "check_affinity", "client_histories"]
+__all__ = ["AffinityTally", "ClientHistory", "check_affinity", "client_histories"]
 
 NAME = "affinity"
 
@@ -68,44 +68,97 @@ class ClientHistory:
         )
 
 
+class AffinityTally:
+    """What the affinity check needs of each record, folded as the records stream by: per client, the start time,
+    handshake pod and disruption of each session that reached a pod, in compact arrays (11 bytes a session)."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.clients: set[str] = set()
+        self._pod_ids: dict[str, int] = {}
+        self._pods: list[str] = []
+        self._by_client: dict[str, tuple[array[float], array[int], bytearray]] = {}
+
+    def add(self, record: SessionRecord) -> None:
+        self.sessions += 1
+        self.clients.add(record.client)
+        pod = record.pod
+        if pod is None:
+            return
+        pod_id = self._pod_ids.get(pod)
+        if pod_id is None:
+            pod_id = self._pod_ids[pod] = len(self._pods)
+            self._pods.append(pod)
+        row = self._by_client.get(record.client)
+        if row is None:
+            row = self._by_client[record.client] = (array("d"), array("H"), bytearray())
+        row[0].append(record.started)
+        row[1].append(pod_id)
+        row[2].append(record.disrupted_by is not None)
+
+    @property
+    def any_pod(self) -> bool:
+        return bool(self._pods)
+
+    def histories(
+        self, removed_pods: Collection[str] = (), added_pods: Collection[str] = ()
+    ) -> dict[str, ClientHistory]:
+        """Every client that had at least one session reaching a pod, with its moves sorted out."""
+        removed, added = frozenset(removed_pods), frozenset(added_pods)
+        names = self._pods
+        histories = {}
+        for client, (starts, pod_ids, disrupted) in self._by_client.items():
+            order = sorted(range(len(starts)), key=starts.__getitem__)  # stable: ties keep arrival order
+            pods = tuple(names[pod_ids[i]] for i in order)
+            moves = []
+            excused = onto_added = 0
+            for index, (before, after) in enumerate(pairwise(order), start=1):
+                old, new = names[pod_ids[before]], names[pod_ids[after]]
+                if old == new:
+                    continue
+                if disrupted[before] or old in removed:
+                    excused += 1
+                elif new in added:
+                    onto_added += 1
+                else:
+                    moves.append((index, old, new))
+            histories[client] = ClientHistory(client, pods, tuple(moves), excused, onto_added)
+        return histories
+
+    def result(
+        self, th: Thresholds, removed_pods: Collection[str] = (), added_pods: Collection[str] = ()
+    ) -> CheckResult:
+        """Judge each client with at least ``th.affinity_run`` sessions that reached a pod."""
+        return _judge(self, th, removed_pods, added_pods)
+
+
 def client_histories(
-    sessions: Sequence[SessionRecord], removed_pods: Collection[str] = (), added_pods: Collection[str] = ()
+    sessions: Iterable[SessionRecord], removed_pods: Collection[str] = (), added_pods: Collection[str] = ()
 ) -> dict[str, ClientHistory]:
     """Every client that had at least one session reaching a pod, with its moves sorted out."""
-    by_client: dict[str, list[SessionRecord]] = {}
+    tally = AffinityTally()
     for record in sessions:
-        if record.pod is not None:
-            by_client.setdefault(record.client, []).append(record)
-    removed, added = frozenset(removed_pods), frozenset(added_pods)
-    histories = {}
-    for client, records in by_client.items():
-        records.sort(key=lambda r: r.started)
-        moves = []
-        excused = onto_added = 0
-        for index, (before, after) in enumerate(pairwise(records), start=1):
-            old, new = before.pod, after.pod
-            assert old is not None and new is not None  # only sessions with a handshake pod were kept
-            if old == new:
-                continue
-            if before.disrupted_by is not None or old in removed:
-                excused += 1
-            elif new in added:
-                onto_added += 1
-            else:
-                moves.append((index, old, new))
-        pods = tuple(r.pod for r in records if r.pod is not None)
-        histories[client] = ClientHistory(client, pods, tuple(moves), excused, onto_added)
-    return histories
+        tally.add(record)
+    return tally.histories(removed_pods, added_pods)
 
 
 def check_affinity(
-    sessions: Sequence[SessionRecord],
+    sessions: Iterable[SessionRecord],
     th: Thresholds,
     removed_pods: Collection[str] = (),
     added_pods: Collection[str] = (),
 ) -> CheckResult:
     """Judge each client with at least ``th.affinity_run`` sessions that reached a pod."""
-    histories = client_histories(sessions, removed_pods, added_pods)
+    tally = AffinityTally()
+    for record in sessions:
+        tally.add(record)
+    return tally.result(th, removed_pods, added_pods)
+
+
+def _judge(
+    tally: AffinityTally, th: Thresholds, removed_pods: Collection[str], added_pods: Collection[str]
+) -> CheckResult:
+    histories = tally.histories(removed_pods, added_pods)
     lengths = [len(h.pods) for h in histories.values()]
     run = th.affinity_run
     judged = [h for h in histories.values() if len(h.pods) >= run]
@@ -119,7 +172,7 @@ def check_affinity(
     broken_rate = rate(len(broken), len(judged))
     spread = Counter(len(set(h.pods)) for h in broken)
     figures: dict[str, Any] = {
-        "clients": len({r.client for r in sessions}),
+        "clients": len(tally.clients),
         "clients_with_pod": len(histories),
         "affinity_run": run,
         "fallback": fallback,
@@ -141,7 +194,7 @@ def check_affinity(
         },
     }
 
-    if no_pod_identity(sessions):
+    if tally.sessions and not tally.any_pod:
         return CheckResult(NAME, "n/a", NO_POD_IDENTITY, figures)
     if len(judged) < th.min_affinity_clients:
         most = max(lengths, default=0)

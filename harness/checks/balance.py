@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Literal, NamedTuple
 
-from harness.checks.base import MAX_EXAMPLES, NO_POD_IDENTITY, CheckResult, Thresholds, no_pod_identity
+from harness.checks.base import MAX_EXAMPLES, NO_POD_IDENTITY, CheckResult, Thresholds
 from harness.client.records import SessionRecord
 from harness.stats import (
     MONTE_CARLO_DRAWS,
@@ -47,6 +47,7 @@ from harness.stats import (
 __all__ = [
     "EXACT_SHAPES",
     "FEW_PER_POD",
+    "BalanceTally",
     "Chance",
     "ChanceMethod",
     "chance_of_unevenness",
@@ -81,13 +82,63 @@ class Chance(NamedTuple):
     method: ChanceMethod
 
 
-def sessions_per_pod(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> dict[str, int]:
+class BalanceTally:
+    """What the balance check needs of each record, folded as the records stream by: sessions per handshake pod,
+    and per client how its sessions split over pods (a client's vote)."""
+
+    def __init__(self) -> None:
+        self.sessions = 0
+        self.served: Counter[str] = Counter()
+        self.per_client: dict[str, Counter[str]] = {}
+
+    def add(self, record: SessionRecord) -> None:
+        self.sessions += 1
+        pod = record.pod
+        if pod is not None:
+            self.served[pod] += 1
+            self.per_client.setdefault(record.client, Counter())[pod] += 1
+
+    def per_pod(self, pods: Sequence[str]) -> dict[str, int]:
+        """Sessions per handshake pod: the listed pods in order (zeros included), then unlisted ones, sorted."""
+        served = self.served
+        counts = {pod: served.get(pod, 0) for pod in dict.fromkeys(pods)}
+        for pod in sorted(set(served) - set(counts)):
+            counts[pod] = served[pod]
+        return counts
+
+    def chance(self, pods: Sequence[str]) -> Chance:
+        """The clients judged and how often placing them on ``pods`` at random is at least as uneven as they are.
+
+        Each client has one vote, split over the pods as its sessions were; ``placement_chance`` judges the votes.
+        """
+        judged = set(pods)
+        per_client = [
+            c for c in ({p: n for p, n in served.items() if p in judged} for served in self.per_client.values()) if c
+        ]
+        if len(judged) < 2 or not per_client:
+            return Chance(len(per_client), 1.0, "exact")  # every placement is as uneven as any other
+        votes = dict.fromkeys(judged, 0.0)
+        for served in per_client:
+            total = sum(served.values())
+            for pod, n in served.items():
+                votes[pod] += n / total
+        return Chance(len(per_client), *placement_chance(list(votes.values()), len(per_client)))
+
+    def result(self, pods: Sequence[str], th: Thresholds) -> CheckResult:
+        """Judge the spread of sessions over ``pods`` (all pods ready during the measured window)."""
+        return _judge(self, pods, th)
+
+
+def _tally(sessions: Iterable[SessionRecord]) -> BalanceTally:
+    tally = BalanceTally()
+    for record in sessions:
+        tally.add(record)
+    return tally
+
+
+def sessions_per_pod(sessions: Iterable[SessionRecord], pods: Sequence[str]) -> dict[str, int]:
     """Sessions per handshake pod: the listed pods in order (zeros included), then unlisted ones, sorted."""
-    served = Counter(r.pod for r in sessions if r.pod is not None)
-    counts = {pod: served.get(pod, 0) for pod in dict.fromkeys(pods)}
-    for pod in sorted(set(served) - set(counts)):
-        counts[pod] = served[pod]
-    return counts
+    return _tally(sessions).per_pod(pods)
 
 
 def jain_index(values: Sequence[int]) -> float:
@@ -98,24 +149,9 @@ def jain_index(values: Sequence[int]) -> float:
     return float(sum(values) ** 2 / (len(values) * square_sum))
 
 
-def chance_of_unevenness(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> Chance:
-    """The clients judged and how often placing them on ``pods`` at random is at least as uneven as they are.
-
-    Each client has one vote, split over the pods as its sessions were; ``placement_chance`` judges the votes.
-    """
-    judged = set(pods)
-    per_client: dict[str, Counter[str]] = {}
-    for r in sessions:
-        if r.pod in judged:
-            per_client.setdefault(r.client, Counter())[r.pod] += 1
-    if len(judged) < 2 or not per_client:
-        return Chance(len(per_client), 1.0, "exact")  # every placement is as uneven as any other
-    votes = dict.fromkeys(judged, 0.0)
-    for served in per_client.values():
-        total = sum(served.values())
-        for pod, n in served.items():
-            votes[pod] += n / total
-    return Chance(len(per_client), *placement_chance(list(votes.values()), len(per_client)))
+def chance_of_unevenness(sessions: Iterable[SessionRecord], pods: Sequence[str]) -> Chance:
+    """The clients judged and how often placing them on ``pods`` at random is at least as uneven as they are."""
+    return _tally(sessions).chance(pods)
 
 
 def placement_chance(votes: Sequence[float], clients: int) -> tuple[float, ChanceMethod]:
@@ -142,9 +178,13 @@ def _exact_is_cheap(clients: int, k: int) -> bool:
     return placement_shapes(clients, k) <= EXACT_SHAPES
 
 
-def check_balance(sessions: Sequence[SessionRecord], pods: Sequence[str], th: Thresholds) -> CheckResult:
+def check_balance(sessions: Iterable[SessionRecord], pods: Sequence[str], th: Thresholds) -> CheckResult:
     """Judge the spread of sessions over ``pods`` (all pods ready during the measured window)."""
-    counts = sessions_per_pod(sessions, pods)
+    return _tally(sessions).result(pods, th)
+
+
+def _judge(tally: BalanceTally, pods: Sequence[str], th: Thresholds) -> CheckResult:
+    counts = tally.per_pod(pods)
     total = sum(counts.values())
     idle = [pod for pod, n in counts.items() if n == 0]
     # with idle pods allowed, evenness is judged over the pods that took part
@@ -169,7 +209,7 @@ def check_balance(sessions: Sequence[SessionRecord], pods: Sequence[str], th: Th
         "allow_idle_pods": th.allow_idle_pods,
     }
 
-    if no_pod_identity(sessions):
+    if tally.sessions and not tally.served:
         return CheckResult(NAME, "n/a", NO_POD_IDENTITY, figures)
     if total < th.min_balance_sessions:
         reason = (
@@ -185,7 +225,7 @@ def check_balance(sessions: Sequence[SessionRecord], pods: Sequence[str], th: Th
     if jain < th.min_jain:
         faults.append(f"Jain {jain:.2f} < {th.min_jain:g}")
     over = f"{total} sessions over {len(judged)} pods"
-    clients, chance, method = chance_of_unevenness(sessions, list(judged))
+    clients, chance, method = tally.chance(list(judged))
     figures.update(clients=clients, chance=chance, chance_method=method, balance_chance=th.balance_chance)
     if faults and th.balance_chance and chance >= th.balance_chance:
         reason = (

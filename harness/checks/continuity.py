@@ -12,13 +12,13 @@ dropped).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable
 from typing import Any
 
 from harness.checks.base import MAX_EXAMPLES, CheckResult, Thresholds, Verdict, pct, rate, session_label
 from harness.client.records import SessionRecord
 
-__all__ = ["REASON_CATEGORIES", "check_continuity", "is_transport_error", "violation_category"]
+__all__ = ["REASON_CATEGORIES", "ContinuityTally", "check_continuity", "is_transport_error", "violation_category"]
 
 NAME = "continuity"
 
@@ -54,69 +54,84 @@ def violation_category(record: SessionRecord) -> str | None:
     return "other"
 
 
-def check_continuity(sessions: Sequence[SessionRecord], th: Thresholds) -> CheckResult:
-    """Judge every session that reached a pod and was not disrupted by a scaling event."""
-    judged = violations = errors = 0
-    by_reason: Counter[str] = Counter({c: 0 for c in REASON_CATEGORIES})
-    by_mode: dict[str, dict[str, int]] = {}
-    disrupted: Counter[str] = Counter()
-    error_samples: list[str] = []
-    samples: dict[str, list[str]] = {}
-    for record in sessions:
+class ContinuityTally:
+    """The continuity check's counts, folded one record at a time (a run is judged as its records stream by)."""
+
+    def __init__(self) -> None:
+        self.sessions = self.judged = self.violations = self.errors = 0
+        self.by_reason: Counter[str] = Counter({c: 0 for c in REASON_CATEGORIES})
+        self.by_mode: dict[str, dict[str, int]] = {}
+        self.disrupted: Counter[str] = Counter()
+        self.error_samples: list[str] = []
+        self.samples: dict[str, list[str]] = {}
+
+    def add(self, record: SessionRecord) -> None:
+        self.sessions += 1
         if record.disrupted_by is not None:
-            disrupted[record.disrupted_by] += 1
-            continue
+            self.disrupted[record.disrupted_by] += 1
+            return
         if is_transport_error(record):
-            errors += 1
-            if len(error_samples) < MAX_EXAMPLES:
-                error_samples.append(f"{session_label(record)}: {record.error or 'no answer'}")
-            continue
-        judged += 1
-        mode = by_mode.setdefault(record.mode.value, {"judged": 0, "violations": 0})
+            self.errors += 1
+            if len(self.error_samples) < MAX_EXAMPLES:
+                self.error_samples.append(f"{session_label(record)}: {record.error or 'no answer'}")
+            return
+        self.judged += 1
+        mode = self.by_mode.setdefault(record.mode.value, {"judged": 0, "violations": 0})
         mode["judged"] += 1
         category = violation_category(record)
         if category is None:
-            continue
-        violations += 1
+            return
+        self.violations += 1
         mode["violations"] += 1
-        by_reason[category] += 1
-        found = samples.setdefault(category, [])
+        self.by_reason[category] += 1
+        found = self.samples.setdefault(category, [])
         if len(found) < MAX_EXAMPLES:
             found.append(f"{session_label(record)}: {record.violation}")
 
-    violation_rate = rate(violations, judged)
-    figures: dict[str, Any] = {
-        "sessions": len(sessions),
-        "judged": judged,
-        "violations": violations,
-        "violation_rate": violation_rate,
-        "max_violation_rate": th.max_violation_rate,
-        "by_reason": dict(by_reason),
-        "by_mode": by_mode,
-        "disrupted": sum(disrupted.values()),
-        "disrupted_by_event": dict(disrupted),
-        "errors": errors,
-        "error_samples": error_samples,
-    }
-    set_apart = _set_apart(sum(disrupted.values()), errors, error_samples)
+    def result(self, th: Thresholds) -> CheckResult:
+        judged, violations, by_reason = self.judged, self.violations, self.by_reason
+        violation_rate = rate(violations, judged)
+        disrupted = sum(self.disrupted.values())
+        figures: dict[str, Any] = {
+            "sessions": self.sessions,
+            "judged": judged,
+            "violations": violations,
+            "violation_rate": violation_rate,
+            "max_violation_rate": th.max_violation_rate,
+            "by_reason": dict(by_reason),
+            "by_mode": self.by_mode,
+            "disrupted": disrupted,
+            "disrupted_by_event": dict(self.disrupted),
+            "errors": self.errors,
+            "error_samples": self.error_samples,
+        }
+        set_apart = _set_apart(disrupted, self.errors, self.error_samples)
 
-    if judged == 0:
-        if not sessions:
-            reason = "no sessions were recorded"
-        else:
-            reason = f"none of {len(sessions)} sessions could be judged: {set_apart}"
-        return CheckResult(NAME, "n/a", reason, figures)
+        if judged == 0:
+            if not self.sessions:
+                reason = "no sessions were recorded"
+            else:
+                reason = f"none of {self.sessions} sessions could be judged: {set_apart}"
+            return CheckResult(NAME, "n/a", reason, figures)
 
-    head = (
-        f"{violations} of {judged} judged sessions broke continuity "
-        f"({pct(violation_rate)}, allowed {pct(th.max_violation_rate)})"
-    )
-    if violations:
-        kinds = ", ".join(f"{n} {_CATEGORY_TEXT[c]}" for c, n in by_reason.most_common() if n)
-        head += f": {kinds}"
-    reason = head + (f"; not judged: {set_apart}" if set_apart else "")
-    verdict: Verdict = "fail" if violation_rate > th.max_violation_rate else "pass"
-    return CheckResult(NAME, verdict, reason, figures, _interleave(samples))
+        head = (
+            f"{violations} of {judged} judged sessions broke continuity "
+            f"({pct(violation_rate)}, allowed {pct(th.max_violation_rate)})"
+        )
+        if violations:
+            kinds = ", ".join(f"{n} {_CATEGORY_TEXT[c]}" for c, n in by_reason.most_common() if n)
+            head += f": {kinds}"
+        reason = head + (f"; not judged: {set_apart}" if set_apart else "")
+        verdict: Verdict = "fail" if violation_rate > th.max_violation_rate else "pass"
+        return CheckResult(NAME, verdict, reason, figures, _interleave(self.samples))
+
+
+def check_continuity(sessions: Iterable[SessionRecord], th: Thresholds) -> CheckResult:
+    """Judge every session that reached a pod and was not disrupted by a scaling event."""
+    tally = ContinuityTally()
+    for record in sessions:
+        tally.add(record)
+    return tally.result(th)
 
 
 def _set_apart(disrupted: int, errors: int, error_samples: list[str]) -> str:

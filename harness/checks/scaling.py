@@ -11,7 +11,7 @@ way, but are reported apart (`exit_report`): they are findings, not scaling.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from harness.events import EventRecord
 
 __all__ = [
     "ScalingHints",
+    "assign_disruption",
     "assign_disruptions",
     "break_kind",
     "client_homes",
@@ -76,24 +77,26 @@ def _good(s: SessionRecord) -> bool:
     return s.connected and s.violation is None and s.error is None and bool(s.pods)
 
 
-def assign_disruptions(sessions: Sequence[SessionRecord], events: Sequence[EventRecord]) -> int:
+def assign_disruption(session: SessionRecord, events: Sequence[EventRecord]) -> bool:
+    """Mark a broken session that was live on a pod an event removed or added; True when this marked it."""
+    if session.disrupted_by or not _broken(session):
+        return False
+    for event in events:
+        # a pod the event removed, or one it added (that clients were remapped to mid-session)
+        touched = set(event.removed) | set(event.added)
+        if (
+            touched & set(session.pods)
+            and session.started <= event.ended + SLACK
+            and session.ended >= event.started - SLACK
+        ):
+            session.disrupted_by = event.id
+            return True
+    return False
+
+
+def assign_disruptions(sessions: Iterable[SessionRecord], events: Sequence[EventRecord]) -> int:
     """Mark broken sessions that were live on a pod an event removed or added; returns how many were marked."""
-    marked = 0
-    for session in sessions:
-        if session.disrupted_by or not _broken(session):
-            continue
-        for event in events:
-            # a pod the event removed, or one it added (that clients were remapped to mid-session)
-            touched = set(event.removed) | set(event.added)
-            if (
-                touched & set(session.pods)
-                and session.started <= event.ended + SLACK
-                and session.ended >= event.started - SLACK
-            ):
-                session.disrupted_by = event.id
-                marked += 1
-                break
-    return marked
+    return sum(assign_disruption(session, events) for session in sessions)
 
 
 def _percentile(values: list[float], p: float) -> float | None:
@@ -157,7 +160,7 @@ def _half_share_time(sessions: Sequence[SessionRecord], event: EventRecord, wind
     return None
 
 
-def sessions_by_client(sessions: Sequence[SessionRecord]) -> dict[str, list[SessionRecord]]:
+def sessions_by_client(sessions: Iterable[SessionRecord]) -> dict[str, list[SessionRecord]]:
     """Each client's sessions in start order (what `client_homes` reads)."""
     by_client: dict[str, list[SessionRecord]] = {}
     for s in sorted(sessions, key=lambda s: s.started):
@@ -313,14 +316,15 @@ def scaling_report(
 
 
 def exit_report(
-    sessions: Sequence[SessionRecord], events: Sequence[EventRecord], begin: float | None
+    disrupted_by_event: Mapping[str, int], events: Sequence[EventRecord], begin: float | None
 ) -> list[dict[str, Any]]:
-    """One line per process that exited without being asked to: what, when, how, and the sessions it broke."""
+    """One line per process that exited without being asked to: what, when, how, and the sessions it broke
+    (``disrupted_by_event``: sessions per ``disrupted_by``, as the continuity check counts them)."""
     out = []
     for e in events:
         if e.planned:
             continue
-        disrupted = sum(1 for s in sessions if s.disrupted_by == e.id)
+        disrupted = disrupted_by_event.get(e.id, 0)
         status = "unknown" if e.exit_status is None else str(e.exit_status)
         what = "a finding about the system under test" if e.blame != "harness" else "the harness's own fault"
         out.append(

@@ -12,38 +12,88 @@ When continuity passes although every session was served by a single pod out of 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from harness.checks.affinity import check_affinity
-from harness.checks.balance import check_balance
+from harness.checks.affinity import AffinityTally
+from harness.checks.balance import BalanceTally
 from harness.checks.base import VERDICTS, CheckResult, Thresholds, Verdict
-from harness.checks.continuity import check_continuity
+from harness.checks.continuity import ContinuityTally
 from harness.client.records import SessionRecord
 from harness.errors import UsageError
 
-__all__ = ["CHECKS", "Comparison", "Outcome", "coincidence_note", "compare", "converged_pod", "evaluate"]
+__all__ = ["CHECKS", "Comparison", "Outcome", "Tally", "coincidence_note", "compare", "converged_pod", "evaluate"]
 
 CHECKS = ("continuity", "affinity", "balance")  # the order in which checks are run and shown
 
 
-def converged_pod(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> str | None:
-    """The pod that served every session that reached a pod, when there were several pods; else None."""
-    served: set[str] = set()
-    reached = 0
-    for record in sessions:
+class Tally:
+    """Every check's figures, folded one record at a time: a run is judged as its records stream by, holding
+    per-client and per-pod figures (and, for affinity's order, 11 bytes a session), never the records."""
+
+    def __init__(self) -> None:
+        self.continuity = ContinuityTally()
+        self.affinity = AffinityTally()
+        self.balance = BalanceTally()
+        self._served: set[str] = set()
+        self._reached = 0
+
+    def add(self, record: SessionRecord) -> None:
+        self.continuity.add(record)
+        self.affinity.add(record)
+        self.balance.add(record)
         if record.pods:
-            reached += 1
-            served.update(record.pods)
-    if len(served) != 1 or len(served | set(pods)) < 2 or reached < 2:
-        return None
-    return next(iter(served))
+            self._reached += 1
+            self._served.update(record.pods)
+
+    @property
+    def sessions(self) -> int:
+        return self.continuity.sessions
+
+    @property
+    def clients(self) -> int:
+        return len(self.affinity.clients)
+
+    def converged(self, pods: Sequence[str]) -> str | None:
+        """The pod that served every session that reached a pod, when there were several pods; else None."""
+        served = self._served
+        if len(served) != 1 or len(served | set(pods)) < 2 or self._reached < 2:
+            return None
+        return next(iter(served))
+
+    def results(
+        self,
+        pods: Sequence[str],
+        th: Thresholds,
+        removed_pods: Collection[str] = (),
+        added_pods: Collection[str] = (),
+    ) -> dict[str, CheckResult]:
+        """Every check, in the order they are shown; a lucky continuity pass carries the coincidence note."""
+        continuity = self.continuity.result(th)
+        note = _coincidence(self.converged(pods), pods) if continuity.verdict == "pass" else None
+        if note:
+            continuity = replace(continuity, notes=[*continuity.notes, note])
+        return {
+            "continuity": continuity,
+            "affinity": self.affinity.result(th, removed_pods, added_pods),
+            "balance": self.balance.result(pods, th),
+        }
 
 
-def coincidence_note(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> str | None:
-    """A warning when every session that reached a pod was served by one and the same pod of several."""
-    pod = converged_pod(sessions, pods)
+def _tally(sessions: Iterable[SessionRecord]) -> Tally:
+    tally = Tally()
+    for record in sessions:
+        tally.add(record)
+    return tally
+
+
+def converged_pod(sessions: Iterable[SessionRecord], pods: Sequence[str]) -> str | None:
+    """The pod that served every session that reached a pod, when there were several pods; else None."""
+    return _tally(sessions).converged(pods)
+
+
+def _coincidence(pod: str | None, pods: Sequence[str]) -> str | None:
     if pod is None:
         return None
     return (
@@ -52,23 +102,20 @@ def coincidence_note(sessions: Sequence[SessionRecord], pods: Sequence[str]) -> 
     )
 
 
+def coincidence_note(sessions: Iterable[SessionRecord], pods: Sequence[str]) -> str | None:
+    """A warning when every session that reached a pod was served by one and the same pod of several."""
+    return _coincidence(converged_pod(sessions, pods), pods)
+
+
 def evaluate(
-    sessions: Sequence[SessionRecord],
+    sessions: Iterable[SessionRecord],
     pods: Sequence[str],
     th: Thresholds,
     removed_pods: Collection[str] = (),
     added_pods: Collection[str] = (),
 ) -> dict[str, CheckResult]:
     """Run every check, in the order they are shown; a lucky continuity pass carries the coincidence note."""
-    continuity = check_continuity(sessions, th)
-    note = coincidence_note(sessions, pods) if continuity.verdict == "pass" else None
-    if note:
-        continuity = replace(continuity, notes=[*continuity.notes, note])
-    return {
-        "continuity": continuity,
-        "affinity": check_affinity(sessions, th, removed_pods, added_pods),
-        "balance": check_balance(sessions, pods, th),
-    }
+    return _tally(sessions).results(pods, th, removed_pods, added_pods)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ Records are written as JSON lines so that several load-generator processes can e
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,18 @@ class SessionRecord:
         if self.missed_upgrade:
             return "upgrade to WebSocket did not happen"
         return None
+
+    def slimmed(self) -> SessionRecord:
+        """This record as a judge keeps it when it must keep it (the scaling report reads each client's history
+        around an event): no exchange counts or sid, names interned."""
+        return replace(
+            self,
+            client=sys.intern(self.client),
+            source=sys.intern(self.source),
+            sid=None,
+            pods=[sys.intern(p) for p in self.pods],
+            counts={},
+        )
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,13 +20,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from harness.checks.scaling import assign_disruptions
+from harness.checks.scaling import assign_disruption
 from harness.client.records import SessionRecord, apply_aliases, load_aliases
 from harness.errors import UsageError
 from harness.events import EventRecord, read_event_records
 from harness.report.charts import CHART_CSS, Line, Marker, color_for, line_chart, stacked_area, stacked_bars
 from harness.report.junit import check_matches
-from harness.report.series import LatencySeries, Timeline, event_moves, read_latency_series, timeline
+from harness.report.series import EventMoves, LatencySeries, Timeline, event_moves, read_latency_series, timeline
 
 __all__ = ["REPORT_FILE", "RunData", "load_run", "render_html", "write_html"]
 
@@ -50,30 +51,41 @@ _BROKEN_KINDS = {"wrong_pod": "wrong pod", "reset": "reset", "timeout": "timeout
 
 @dataclass
 class RunData:
-    """Everything the report is drawn from, read once from a run directory."""
+    """Everything the report is drawn from, read from a run directory: the records stream by into per-bucket
+    counts and each event's moves, and are not kept."""
 
     run_dir: Path
     summary: dict[str, Any]
-    sessions: list[SessionRecord]
+    timeline: Timeline
+    moves: list[EventMoves]  # one per entry of ``events``
     events: list[EventRecord]
     latency: LatencySeries | None
     problems: list[str] = field(default_factory=list)  # records that could not be read
 
 
-def _read_sessions(run_dir: Path, problems: list[str]) -> list[SessionRecord]:
-    """Every session record; a line that cannot be read (a run killed mid-write) is skipped and reported."""
-    sessions = []
-    aliases = load_aliases(run_dir)
-    for path in sorted(run_dir.glob("sessions-*.jsonl")):
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    sessions.append(apply_aliases(SessionRecord.from_json(json.loads(line)), aliases))
-                except (ValueError, TypeError, KeyError) as exc:
-                    problems.append(f"{path.name} line {number} skipped: {exc}")
-    return sessions
+class _RunSessions:
+    """A run's session records, read again from its files at each pass, pods named and each marked with the event
+    that disrupted it (judge() marks them in memory only; the records do not carry it). A line that cannot be read
+    (a run killed mid-write) is skipped and reported once."""
+
+    def __init__(self, run_dir: Path, events: list[EventRecord]) -> None:
+        self.run_dir, self.events = run_dir, events
+        self.aliases = load_aliases(run_dir)
+        self.skipped: dict[tuple[str, int], str] = {}
+
+    def __iter__(self) -> Iterator[SessionRecord]:
+        for path in sorted(self.run_dir.glob("sessions-*.jsonl")):
+            with open(path, encoding="utf-8") as fh:
+                for number, line in enumerate(fh, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        record = apply_aliases(SessionRecord.from_json(json.loads(line)), self.aliases)
+                    except (ValueError, TypeError, KeyError) as exc:
+                        self.skipped[(path.name, number)] = f"{path.name} line {number} skipped: {exc}"
+                        continue
+                    assign_disruption(record, self.events)
+                    yield record
 
 
 def load_run(run_dir: Path) -> RunData:
@@ -85,16 +97,19 @@ def load_run(run_dir: Path) -> RunData:
         summary = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
         raise UsageError(f"{path} is not valid JSON ({exc}); delete it and run `harness report {run_dir}`") from exc
-    problems: list[str] = []
-    sessions = _read_sessions(run_dir, problems)
     events = read_event_records(run_dir)
-    assign_disruptions(sessions, events)  # judge() marks them in memory only; the records do not carry it
+    sessions = _RunSessions(run_dir, events)
+    tl = timeline(sessions, events, pods=summary.get("pods", []))
+    moves = event_moves((s.slimmed() for s in sessions), events) if any(e.planned for e in events) else []
+    if not moves:
+        moves = [EventMoves(e.id, e.label, list(e.removed), list(e.added), {}) for e in events]
+    problems = list(sessions.skipped.values())
     try:
         latency = read_latency_series(run_dir)
     except (ValueError, KeyError, TypeError) as exc:
         problems.append(f"latency series not shown: {exc}")
         latency = None
-    return RunData(run_dir, summary, sessions, events, latency, problems)
+    return RunData(run_dir, summary, tl, moves, events, latency, problems)
 
 
 def _utc(ts: Any) -> str:
@@ -333,10 +348,10 @@ def _latency_charts(series: LatencySeries | None, tl: Timeline) -> list[Markup]:
 
 def _moves_view(data: RunData) -> list[dict[str, Any]]:
     reports = {r.get("id"): r for r in data.summary.get("events", [])}
-    t0 = min([s.started for s in data.sessions] + [e.started for e in data.events], default=0.0)
+    t0 = data.timeline.t0
     unplanned = {u.get("id"): u for u in data.summary.get("unplanned") or [] if isinstance(u, dict)}
     views = []
-    for event, moves in zip(data.events, event_moves(data.sessions, data.events), strict=True):
+    for event, moves in zip(data.events, data.moves, strict=True):
         exited = not event.planned  # an unplanned exit: listed, but nobody moved clients on purpose
         rows, columns = ([], []) if exited else moves.pods()
         biggest = max([n for row in moves.moves.values() for n in row.values()], default=1)
@@ -424,7 +439,7 @@ def render_html(data: RunData) -> str:
     """The report page for a run, as text."""
     s = data.summary
     removed = set(s.get("removed_pods", []))
-    tl = timeline(data.sessions, data.events, pods=s.get("pods", []))
+    tl = data.timeline
     ok = s.get("exit_code", 1) == 0
     failure = s.get("harness_failure") or None
     checks = _checks_view(s)

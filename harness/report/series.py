@@ -182,44 +182,42 @@ class Timeline:
         return self.starts[index] + self.bucket_s / 2
 
 
-def _origin(sessions: Sequence[SessionRecord], events: Sequence[EventRecord], extra: Iterable[float]) -> float | None:
-    times = [s.started for s in sessions] + [e.started for e in events] + list(extra)
-    return min(times) if times else None
-
-
-def _live(
-    spans: Iterable[tuple[str, float, float]], pods: Sequence[str], count: int, width: float
-) -> dict[str, list[float]]:
+class _Live:
     """Per pod, the time-weighted mean number of live sessions in each of ``count`` buckets of ``width`` seconds,
-    from (pod, start, end) spans in seconds since the first bucket's start. In O(spans + pods * buckets): a span
-    adds its partial overlaps to its first and last buckets and marks the full buckets between in a difference
-    array, so a session live for the whole run costs no more than a short one."""
-    partial = {pod: [0.0] * count for pod in pods}
-    full = {pod: [0] * (count + 1) for pod in pods}
-    for pod, start, end in spans:
+    from (pod, start, end) spans in seconds since the first bucket's start, added one at a time. In O(spans + pods *
+    buckets): a span adds its partial overlaps to its first and last buckets and marks the full buckets between in
+    a difference array, so a session live for the whole run costs no more than a short one, and none is kept."""
+
+    def __init__(self, pods: Sequence[str], count: int, width: float) -> None:
+        self.count, self.width = count, width
+        self.partial = {pod: [0.0] * count for pod in pods}
+        self.full = {pod: [0] * (count + 1) for pod in pods}
+
+    def add(self, pod: str, start: float, end: float) -> None:
+        count, width = self.count, self.width
         end = min(max(end, start), count * width)
         if end <= start:
-            continue
+            return
         first, last = min(count - 1, int(start // width)), min(count - 1, int(end // width))
+        partial = self.partial[pod]
         if first == last:
-            partial[pod][first] += (end - start) / width
-            continue
-        partial[pod][first] += ((first + 1) * width - start) / width
-        partial[pod][last] += (end - last * width) / width
-        full[pod][first + 1] += 1
-        full[pod][last] -= 1
-    out = {}
-    for pod in pods:
-        running, row = 0, partial[pod]
-        for i in range(count):
-            running += full[pod][i]
-            row[i] += running
-        out[pod] = row
-    return out
+            partial[first] += (end - start) / width
+            return
+        partial[first] += ((first + 1) * width - start) / width
+        partial[last] += (end - last * width) / width
+        self.full[pod][first + 1] += 1
+        self.full[pod][last] -= 1
+
+    def means(self) -> dict[str, list[float]]:
+        out = {}
+        for pod, row in self.partial.items():
+            running, full = 0, self.full[pod]
+            out[pod] = [value + (running := running + full[i]) for i, value in enumerate(row)]
+        return out
 
 
 def timeline(
-    sessions: Sequence[SessionRecord],
+    sessions: Iterable[SessionRecord],
     events: Sequence[EventRecord],
     *,
     pods: Sequence[str] = (),
@@ -227,13 +225,24 @@ def timeline(
     extra_times: Sequence[float] = (),
 ) -> Timeline:
     """Bucket the sessions of a run (whose ``disrupted_by`` is already assigned) from the first thing that
-    happened (session, event or one of ``extra_times``) to the last."""
-    t0 = _origin(sessions, events, extra_times)
+    happened (session, event or one of ``extra_times``) to the last. ``sessions`` is read twice (a list, or a
+    source that reads the records again at each pass): once for the span and the pods, once for the counts; no
+    record is kept."""
+    t0: float | None = None
+    last: float | None = None
+    seen_pods: set[str] = set()
+    for s in sessions:
+        t0 = s.started if t0 is None else min(t0, s.started)
+        end = s.ended or s.started
+        last = end if last is None else max(last, end)
+        if s.pod is not None:
+            seen_pods.add(s.pod)
+    others = [e.started for e in events] + list(extra_times)
+    if others:
+        t0 = min([*others] + ([] if t0 is None else [t0]))
     if t0 is None:
         return Timeline(0.0, bucket_s or DEFAULT_BUCKET_S, [])
-    last = max(
-        [s.ended or s.started for s in sessions] + [e.ended for e in events] + [*extra_times, t0 + 1e-3],
-    )
+    last = max([e.ended for e in events] + [*extra_times, t0 + 1e-3] + ([] if last is None else [last]))
     width = bucket_s or nice_bucket(last - t0)
     count = max(1, math.ceil((last - t0) / width + 1e-9))
     starts = [i * width for i in range(count)]
@@ -241,14 +250,17 @@ def timeline(
     def index(at: float) -> int:
         return min(count - 1, max(0, int((at - t0) // width)))
 
-    order = sorted({*pods, *(s.pod for s in sessions if s.pod is not None)}, key=natural_key)
+    order = sorted({*pods, *seen_pods}, key=natural_key)
     per_pod = {pod: [0] * count for pod in order}
     tl = Timeline(t0, width, starts, per_pod, [0] * count, [0] * count, [0] * count)
-    spans: list[tuple[str, float, float]] = []  # (pod, live from, live until) in seconds since t0
+    live = _Live(order, count, width)
     for s in sessions:
         if s.pod is not None:
+            if s.pod not in per_pod:  # a source that changed between the passes: the pod is charted all the same
+                per_pod[s.pod] = [0] * count
+                live.partial[s.pod], live.full[s.pod] = [0.0] * count, [0] * (count + 1)
             per_pod[s.pod][index(s.started)] += 1
-            spans.append((s.pod, s.started - t0, (s.ended or s.started) - t0))
+            live.add(s.pod, s.started - t0, (s.ended or s.started) - t0)
         seen = index(s.ended or s.started)
         if s.disrupted_by is not None:
             tl.disruptions[seen] += 1
@@ -257,7 +269,7 @@ def timeline(
         elif s.violation is not None:
             tl.violations[seen] += 1
     tl.markers = [(e.started - t0, e.id, e.label) for e in events]
-    tl.live_per_pod = _live(spans, order, count, width)
+    tl.live_per_pod = live.means()
     return tl
 
 
@@ -286,13 +298,13 @@ class EventMoves:
         return rows, columns
 
 
-def event_moves(sessions: Sequence[SessionRecord], events: Sequence[EventRecord]) -> list[EventMoves]:
+def event_moves(sessions: Iterable[SessionRecord], events: Sequence[EventRecord]) -> list[EventMoves]:
     """Per timeline entry, the same comparison as the scaling report: a client's home before a planned event (its
     last session started before it that worked or that the event broke; ``disrupted_by`` already assigned) against
     its first good session after the event settled and before the next planned event. An unplanned exit moves
     nobody on purpose: its entry has no moves."""
-    by_client = sessions_by_client(sessions)
     planned = [e for e in events if e.planned]
+    by_client = sessions_by_client(sessions) if planned else {}  # the one place the report holds records
     window_ends = {e.id: planned[i + 1].started if i + 1 < len(planned) else math.inf for i, e in enumerate(planned)}
     out = []
     for event in events:

@@ -247,7 +247,7 @@ def test_an_unplanned_exit_is_reported_apart_from_scaling() -> None:
     assign_disruptions([broken], [crash])
     assert broken.disrupted_by == "x1"
     assert scaling_report([broken], [crash]) == []
-    (line,) = exit_report([broken], [crash], begin=97.0)
+    (line,) = exit_report({"x1": 1}, [crash], begin=97.0)
     assert line["what"] == "app-1" and line["at_s"] == 3.0 and line["disrupted_sessions"] == 1
     assert "nobody asked it to (exit status -9); 1 live sessions broken" in line["reading"]
     assert "finding about the system under test" in line["reading"]
