@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from harness import interrupts
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sticky-harness")
@@ -35,10 +37,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Ctrl-C and SIGTERM as the harness handles them (harness.interrupts): both stop the session through pytest's
+    # own KeyboardInterrupt path, so every fixture's cluster is taken down; the exit code is set below
+    interrupts.install()
     if config.getoption("--plant-regression"):
         import tests.e2e
 
         tests.e2e.PLANT_REGRESSION = True
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    signum = interrupts.requested()
+    if signum is not None and exitstatus == pytest.ExitCode.INTERRUPTED:
+        session.exitstatus = 128 + signum  # 130 for Ctrl-C, 143 for SIGTERM, as the harness's own commands
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

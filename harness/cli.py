@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from harness import interrupts
 from harness.errors import HarnessError, UsageError
 from harness.topology import available_topologies, load_topology, parse_duration
 
@@ -340,14 +341,15 @@ _add_commands()
 
 
 def main(argv: list[str] | None = None) -> int:
+    interrupts.install()
     try:
         cli.main(args=argv, prog_name="harness", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return 130
-    except KeyboardInterrupt:
-        click.echo("interrupted: everything this run started has been stopped", err=True)
-        return 130
+    except KeyboardInterrupt as exc:
+        click.echo(interrupted_line(exc), err=True)
+        return interrupts.exit_code(exc)
     except click.ClickException as exc:
         exc.show()
         return 2
@@ -360,6 +362,16 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     return 0
+
+
+def interrupted_line(exc: BaseException) -> str:
+    """The one line an interrupted command prints: which signal, that everything is stopped, what was kept."""
+    what = interrupts.signal_name(getattr(exc, "signum", 2))
+    line = f"\ninterrupted ({what}): everything this run started has been stopped"
+    summary = getattr(exc, "summary_path", None)
+    if summary is not None:
+        line += f"; {getattr(exc, 'sessions', 0)} sessions measured so far, marked interrupted in {summary}"
+    return line
 
 
 if __name__ == "__main__":

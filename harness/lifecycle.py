@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -24,15 +26,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness import interrupts
 from harness.client.records import SessionRecord
 from harness.cluster.base import Cluster
 from harness.cluster.local.backend import NETD_DESCRIPTORS, LocalCluster
-from harness.cluster.local.processes import raise_open_files_limit, spawn
+from harness.cluster.local.processes import find_orphans, raise_open_files_limit, spawn, stop_spawned
 from harness.errors import CommandError, UsageError
 from harness.events import Event, EventRecord, EventRunner
 from harness.runs import Judgement, cluster_link, judge, new_run_id
 from harness.topology import Topology, load_topology
 from harness.watch import ProcessWatch
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_PROCESSES",
@@ -215,6 +220,7 @@ class Run:
             self.echo(
                 f"run {self.run_id}: topology {spec.topology.name} on the {spec.backend.name} backend, seed {spec.seed}"
             )
+            self._warn_orphans()
             self.cluster.__enter__()
             self._up = True
             self.watch = ProcessWatch(
@@ -235,6 +241,15 @@ class Run:
             + (f" from {spec.options.processes} load processes" if spec.options.processes > 1 else "")
         )
         return self
+
+    def _warn_orphans(self) -> None:
+        orphans = find_orphans()
+        if orphans:
+            runs = ", ".join(sorted(set(orphans.values())))
+            self.echo(
+                f"warning: {len(orphans)} processes of earlier runs whose harness is gone are still running "
+                f"(run {runs}): `harness down --all` stops them"
+            )
 
     def _warn_descriptors(self) -> None:
         options = self.spec.options
@@ -296,30 +311,42 @@ class Run:
             "report_dir": str(self.run_dir),
         }
 
-    def finish(self, load_failure: str | None = None) -> Judgement:
+    def finish(self, load_failure: str | None = None, *, interrupted: int | None = None) -> Judgement:
         """Stop the timeline and the watch, judge the run (the cluster still up, so that a verdict that differs
-        from the expected one comes with the cluster's evidence) and write its summary and report."""
+        from the expected one comes with the cluster's evidence) and write its summary and report. With
+        ``interrupted`` (the signal that stopped the run), what was measured so far, marked interrupted."""
         if self.timeline is not None:
             self.timeline.stop()
         if self.watch is not None:
             self.watch.stop()
+        if interrupted is None:
+            self.echo("swarm over: judging the run and writing its report")
         cluster = self.cluster
-        network = cluster.status().get("network")
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        network = None
+        if self._up or not self.owned:
+            try:
+                network = cluster.status().get("network")
+            except Exception as exc:  # the cluster was cut short mid-bring-up: the summary matters more
+                if interrupted is None:
+                    raise
+                log.debug("no network status for an interrupted run: %s", exc)
         if network:
             (self.run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
         judgement = judge(
             self.run_dir,
             self.spec.topology,
             backend=self.spec.backend.name,
-            pods=[p.name for p in cluster.pods("app")],
+            pods=[p.name for p in cluster.pods("app")] if self._up or not self.owned else [],
             removed_pods=list(getattr(cluster, "removed_pods", [])),
             meta=self.meta(),
             reports_dir=self.spec.reports_dir,
             client_addresses=self.spec.options.client_addresses,
             harness_failure=self.failure() or load_failure,
+            interrupted=interrupted,
         )
         collect = getattr(cluster, "collect_evidence", None)
-        if judgement.exit_code != 0 and collect is not None:
+        if judgement.exit_code != 0 and collect is not None and interrupted is None:
             try:
                 where = collect(f"verdict {judgement.summary['verdict']}")
             except Exception as exc:  # evidence is best effort: the verdict matters more
@@ -328,20 +355,43 @@ class Run:
                 judgement.text += f"\nevidence: {where}"
         return judgement
 
+    def stop_interrupted(self, exc: BaseException) -> None:
+        """After Ctrl-C or SIGTERM: write what was measured so far, marked interrupted, and stop everything this
+        run started. Further signals meanwhile are noted, not obeyed (`harness.interrupts.stopping`). The
+        summary's path goes on the exception, for the one line the command prints."""
+        signum = getattr(exc, "signum", int(signal.SIGINT))
+        with interrupts.stopping():
+            try:
+                judgement = self.finish(interrupted=signum)
+            except Exception as failure:  # the clean-up below matters more than the summary
+                log.warning("the interrupted run's summary could not be written: %s", failure)
+            else:
+                exc.summary_path = self.run_dir / "summary.json"  # type: ignore[attr-defined]
+                exc.sessions = judgement.summary["sessions"]  # type: ignore[attr-defined]
+            finally:
+                self.close()
+
     def close(self) -> None:
-        """Stop what this run started; take the cluster down if this run brought it up."""
+        """Stop what this run started; take the cluster down if this run brought it up. A signal meanwhile is
+        obeyed once the clean-up is done."""
         if self._closed:
             return
         self._closed = True
-        try:
-            if self.timeline is not None:
-                self.timeline.stop()
-            if self.watch is not None:
-                self.watch.stop()
-        finally:
-            if self._up:
-                self._up = False
-                self.cluster.__exit__(None, None, None)
+        with interrupts.stopping():
+            try:
+                if self.timeline is not None:
+                    self.timeline.stop()
+                if self.watch is not None:
+                    self.watch.stop()
+            finally:
+                try:
+                    if self._up:
+                        self._up = False
+                        self.cluster.__exit__(None, None, None)
+                finally:
+                    strays = stop_spawned()
+                    if strays:
+                        log.warning("stopped processes the clean-up had missed: %s", ", ".join(strays))
 
 
 def scenario_path() -> Path:
@@ -441,6 +491,7 @@ def swarm(
     try:
         while process.popen is not None and process.popen.poll() is None:
             time.sleep(0.2)
+            interrupts.check()
             if failure() is not None:
                 echo(f"stopping the swarm: {failure()}")
                 break
@@ -463,9 +514,10 @@ def swarm(
             if now > deadline:
                 raise CommandError(argv, -1, process.log_tail(30), "the swarm did not stop on time: locust")
     finally:
-        process.stop(grace=30.0)
-        if run is not None and run.timeline is not None:
-            run.timeline.stop()
+        with interrupts.stopping():
+            process.stop(grace=30.0)
+            if run is not None and run.timeline is not None:
+                run.timeline.stop()
     code = process.popen.returncode if process.popen is not None else None
     if code in (0, None) or failure() is not None:
         return None
@@ -494,10 +546,19 @@ def run_topology(
 
 
 def execute(spec: RunSpec, *, echo: Echo = print) -> Judgement:
-    """A whole run of ``spec`` with Locust as a child process: open, swarm, judge, close."""
-    with Run(spec, echo=echo) as run:
+    """A whole run of ``spec`` with Locust as a child process: open, swarm, judge, close. Interrupted (Ctrl-C,
+    SIGTERM) at any moment, it writes what was measured so far, marked interrupted, stops everything and raises
+    the `KeyboardInterrupt` on."""
+    run = Run(spec, echo=echo)
+    try:
+        run.open()
         load_failure = swarm(run.entry_url, run.run_dir, spec.options, run_id=run.run_id, echo=echo, run=run)
         return run.finish(load_failure)
+    except KeyboardInterrupt as exc:
+        run.stop_interrupted(exc)
+        raise
+    finally:
+        run.close()
 
 
 def attached_state(name: str, reports_dir: Path) -> Path:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from harness import interrupts
 from harness.cluster.local.backend import LocalCluster
 from harness.cluster.local.processes import find_run_processes, kill_group
 from harness.errors import UsageError
@@ -68,7 +69,8 @@ def _cleanup_on_error(cluster: LocalCluster) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        cluster.down()
+        with interrupts.stopping():
+            cluster.down()
         raise
 
 

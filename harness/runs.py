@@ -24,6 +24,7 @@ from harness.checks.scaling import SLACK, assign_disruption, exit_report, hints_
 from harness.checks.verdict import Tally
 from harness.client.records import SessionRecord, read_run_sessions_by_process
 from harness.events import EventRecord, read_event_records
+from harness.interrupts import signal_name
 from harness.load import load_report, load_side_filter
 from harness.stats import Histogram, summarize
 from harness.topology import Topology
@@ -102,15 +103,26 @@ class _SteadyBalance:
         return replace(result, figures={**result.figures, "window": window})
 
 
+def _verdict_word(ok: bool, harness_failure: str | None, interrupted: int | None) -> str:
+    if interrupted is not None:
+        return "interrupted"
+    if harness_failure:
+        return "not judged"
+    return "as expected" if ok else "differs from expected"
+
+
 @dataclass
 class Judgement:
     summary: dict[str, Any]
     text: str
     ok: bool
     harness_failure: str | None = None  # the harness's own machinery failed: the run is not judged
+    interrupted: int | None = None  # the signal that stopped the run before its end: not judged either
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return 128 + self.interrupted
         if self.harness_failure is not None:
             return 2
         return 0 if self.ok else 1
@@ -128,13 +140,16 @@ def judge(
     reports_dir: Path | None = None,
     client_addresses: str = "unique",
     harness_failure: str | None = None,
+    interrupted: int | None = None,
 ) -> Judgement:
     """Read every session record of a run, run the checks, compare with the topology's expected verdict, and
     write ``summary.json`` (and point ``reports/latest`` at the run).
 
     ``harness_failure`` (an event that did not take effect, the network daemon or the load generator dying)
     means the run says nothing about the topology: the summary and the one-line text say so, exit code 2. A pod
-    that exited on its own is a finding about the system under test: the verdict differs, whatever the checks."""
+    that exited on its own is a finding about the system under test: the verdict differs, whatever the checks.
+    ``interrupted`` (the signal that stopped the run early) writes what was measured so far, marked
+    interrupted and not judged: exit code 128 + the signal."""
     th = thresholds or Thresholds()
     if (meta or {}).get("session_length_s"):
         # long sessions: few per client, so a client is judged on fewer (the many clients make up for it)
@@ -203,6 +218,7 @@ def judge(
         "events": scaling_report(kept, events, hints_for(topology)),
         "unplanned": unplanned,
         "harness_failure": harness_failure,
+        "interrupted": signal_name(interrupted) if interrupted is not None else None,
         "checks": {
             name: {
                 **result.to_json(),
@@ -215,14 +231,20 @@ def judge(
         "notes": list(outcome.notes),
         "latency_ms": latency,
         "load": load_section,
-        "verdict": "not judged" if harness_failure else "as expected" if ok else "differs from expected",
-        "exit_code": 2 if harness_failure else 0 if ok else 1,
+        "verdict": _verdict_word(ok, harness_failure, interrupted),
+        "exit_code": 128 + interrupted if interrupted is not None else 2 if harness_failure else 0 if ok else 1,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     from harness.report import write_report
 
     write_report(run_dir)
     _point((reports_dir or run_dir.parent) / "latest", run_dir)
+    if interrupted is not None:
+        text = (
+            f"INTERRUPTED by {signal_name(interrupted)}: {summary['sessions']} sessions measured so far, not judged "
+            f"(summary in {run_dir / 'summary.json'})"
+        )
+        return Judgement(summary=summary, text=text, ok=False, harness_failure=harness_failure, interrupted=interrupted)
     if harness_failure:
         text = f"NOT JUDGED: {harness_failure} (the harness's own failure, not the topology's)"
         if load["saturated"]:

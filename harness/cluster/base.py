@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
 
+from harness import interrupts
 from harness.topology import Topology
 
 __all__ = ["Cluster", "Component", "Pod", "ProcessExit"]
@@ -121,7 +122,7 @@ class Cluster(ABC):
         try:
             self.up()
         except BaseException:
-            with contextlib.suppress(Exception):
+            with interrupts.stopping(), contextlib.suppress(Exception):
                 self.down()
             raise
         return self

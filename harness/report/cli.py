@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from harness.errors import HarnessError, UsageError
+from harness.interrupts import signal_number
 
 __all__ = ["compare_command", "rejudge", "report_command", "resolve_run"]
 
@@ -114,6 +115,7 @@ def rejudge(run_dir: Path, *, topology: str | None = None, reports_dir: Path | N
             reports_dir=parent,
             client_addresses=str(old.get("client_addresses", "unique")),
             harness_failure=old.get("harness_failure"),
+            interrupted=signal_number(old.get("interrupted")),
         )
     return judgement.summary
 

@@ -442,13 +442,20 @@ def render_html(data: RunData) -> str:
     tl = data.timeline
     ok = s.get("exit_code", 1) == 0
     failure = s.get("harness_failure") or None
+    interrupted = s.get("interrupted") or None
     checks = _checks_view(s)
     continuity = s.get("checks", {}).get("continuity", {}).get("figures", {})
+    if interrupted:
+        word, line = "INTERRUPTED", f"stopped by {interrupted} before its end: what was measured so far, not judged"
+    elif failure:
+        word, line = "NOT JUDGED", "the harness failed, so the run was not judged"
+    else:
+        word, line = ("AS EXPECTED" if ok else "NOT AS EXPECTED"), s.get("verdict", "")
     context = {
         "s": s,
-        "verdict_css": "unjudged" if failure else "ok" if ok else "bad",
-        "verdict_word": "NOT JUDGED" if failure else "AS EXPECTED" if ok else "NOT AS EXPECTED",
-        "verdict_line": "the harness failed, so the run was not judged" if failure else s.get("verdict", ""),
+        "verdict_css": "unjudged" if failure or interrupted else "ok" if ok else "bad",
+        "verdict_word": word,
+        "verdict_line": line,
         "harness_failure": failure,
         "unplanned": _unplanned_view(s),
         "checks": checks,

@@ -29,24 +29,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from harness import interrupts
 from harness.errors import CommandError, SetupError
 
 __all__ = [
     "ManagedProcess",
+    "find_orphans",
     "find_run_processes",
     "kill_group",
     "raise_open_files_limit",
     "run_checked",
     "spawn",
+    "stop_spawned",
     "wait_until",
 ]
 
 log = logging.getLogger(__name__)
 
 RUN_ID_ENV = "HARNESS_RUN_ID"
+OWNER_ENV = "HARNESS_OWNER_PID"  # the harness process a run's process belongs to (absent for `harness up`'s)
 _PR_SET_PDEATHSIG = 1
 OPEN_FILES_WANTED = 1 << 20  # descriptors a swarm of 10,000 held sessions needs: several per session per process
 T = TypeVar("T")
+_SPAWNED: dict[int, ManagedProcess] = {}  # pid → what `spawn` started for a run in this process
 
 
 @functools.cache
@@ -155,6 +160,7 @@ class ManagedProcess:
     def stop(self, grace: float = 5.0) -> None:
         self.stopping = True
         kill_group(self.pid, grace)
+        _SPAWNED.pop(self.pid, None)
         if self.popen is not None:
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.popen.wait(timeout=1)
@@ -198,12 +204,32 @@ def spawn(
                 preexec_fn=_die_with(os.getpid()) if attached else None,
             )
 
-    try:
-        popen = _Forker.get().call(fork) if attached else fork()
-    except FileNotFoundError as exc:
-        raise SetupError(f"cannot start {name}: {argv[0]} not found ({exc.strerror})") from exc
+    if attached:
+        full_env[OWNER_ENV] = str(os.getpid())
+    # a signal must not land between the fork and the registration: the child would run untracked
+    with interrupts.deferred():
+        try:
+            popen = _Forker.get().call(fork) if attached else fork()
+        except FileNotFoundError as exc:
+            raise SetupError(f"cannot start {name}: {argv[0]} not found ({exc.strerror})") from exc
+        process = ManagedProcess(name, list(argv), log_path, popen.pid, popen)
+        if attached:
+            _SPAWNED[popen.pid] = process
     log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
-    return ManagedProcess(name, list(argv), log_path, popen.pid, popen)
+    return process
+
+
+def stop_spawned(grace: float = 2.0) -> list[str]:
+    """Stop every process this harness process started for a run (not for ``harness up``) that is still running
+    and was not stopped on purpose: the last clean-up after an interrupt, whatever it cut short. Returns their
+    names."""
+    stopped = []
+    for pid, process in list(_SPAWNED.items()):
+        if process.alive() and not process.stopping:
+            process.stop(grace)
+            stopped.append(process.name)
+        _SPAWNED.pop(pid, None)
+    return stopped
 
 
 def kill_group(pid: int, grace: float = 5.0) -> None:
@@ -247,23 +273,44 @@ def _group_has_live_members(pgid: int, leader: int) -> bool:
     return False
 
 
+def _environ(pid: int) -> dict[bytes, bytes]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return {}
+    return dict(item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+
+
 def find_run_processes(run_id: str | None = None) -> dict[int, str]:
     """Processes whose environment carries a harness run id (the given one, or any): pid → run id."""
     found: dict[int, str] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        for item in environ.split(b"\0"):
-            if item.startswith(RUN_ID_ENV.encode() + b"="):
-                value = item.split(b"=", 1)[1].decode(errors="replace")
-                if run_id is None or value == run_id:
-                    found[int(entry.name)] = value
-                break
+        value = _environ(int(entry.name)).get(RUN_ID_ENV.encode())
+        if value is not None and (run_id is None or value.decode(errors="replace") == run_id):
+            found[int(entry.name)] = value.decode(errors="replace")
     return found
+
+
+def find_orphans() -> dict[int, str]:
+    """Processes of runs whose harness process is gone (killed with SIGKILL before it could clean up): pid → run
+    id. Processes of ``harness up`` clusters have no owner and are not orphans."""
+    orphans = {}
+    for pid, run_id in find_run_processes().items():
+        owner = _environ(pid).get(OWNER_ENV.encode())
+        if owner is None or not owner.isdigit():
+            continue
+        try:
+            os.kill(int(owner), 0)
+        except ProcessLookupError:
+            orphans[pid] = run_id
+        except PermissionError:
+            continue
+        else:
+            if _is_zombie(int(owner)):
+                orphans[pid] = run_id
+    return orphans
 
 
 def run_checked(argv: Sequence[str], *, doing: str, timeout: float = 30.0) -> str:
@@ -292,6 +339,7 @@ def wait_until(
     """Poll ``predicate`` until it holds; raise SetupError naming ``what`` when ``timeout`` runs out."""
     deadline = clock() + timeout
     while True:
+        interrupts.check()
         if predicate():
             return
         if clock() >= deadline:

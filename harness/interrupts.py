@@ -1,0 +1,171 @@
+"""Ctrl-C and SIGTERM: a run stops at any moment, cleans up everything it started, and says so once.
+
+Python's own SIGINT handling raises `KeyboardInterrupt` in whatever Python code the main thread runs when the
+signal lands. Where that code is a weakref callback or a ``__del__`` (logging's handler clean-up is one), the
+exception is printed as "ignored" and the program carries on as if nothing happened; where it is the wait for a
+child being forked, the child is started and never tracked. So the harness handles both signals itself:
+
+- the first signal is *recorded* and raised as `Interrupted` (a `KeyboardInterrupt`, so that everything that
+  already stops for Ctrl-C stops for it, pytest included), unless the main thread is inside `deferred()` (a child
+  being started and registered), when it is raised as that section ends;
+- a raise that was swallowed is raised again at the next `check()`, which every polling loop of the harness calls
+  (the swarm's, `wait_until`'s): a recorded signal cannot be lost;
+- inside `stopping()` (clean-up after the first signal, or a run's own teardown) a further signal is noted and
+  clean-up goes on: a second Ctrl-C does not leave half a cluster behind. A signal that arrives during a teardown
+  that was not interrupted is raised when the teardown is done.
+
+The exit code is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from types import FrameType
+
+__all__ = [
+    "Interrupted",
+    "check",
+    "deferred",
+    "exit_code",
+    "install",
+    "requested",
+    "signal_name",
+    "signal_number",
+    "stopping",
+]
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class Interrupted(KeyboardInterrupt):
+    """A stop asked for with a signal (SIGINT or SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal_name(signum))
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _State:
+    def __init__(self) -> None:
+        self.signum: int | None = None  # the first signal received (until `reset`)
+        self.raised = False  # Interrupted for it has left the handler or `check` at least once
+        self.defer = 0  # depth of `deferred()` sections
+        self.stopping = 0  # depth of `stopping()` sections
+        self.late: int | None = None  # a signal that arrived inside `stopping()` before any other
+        self.installed = False
+
+
+_state = _State()
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def signal_number(name: object) -> int | None:
+    """The number of a signal named as `signal_name` names it (a summary's ``interrupted``); None for None."""
+    if name is None:
+        return None
+    try:
+        return int(signal.Signals[str(name)])
+    except KeyError:
+        return int(signal.SIGINT)  # a name this Python does not know: still an interrupted run
+
+
+def exit_code(exc: BaseException) -> int:
+    """The exit code for an interrupted run: 128 + the signal (130 for a plain KeyboardInterrupt)."""
+    return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+
+
+def requested() -> int | None:
+    """The signal that asked the harness to stop, if one did."""
+    return _state.signum
+
+
+def _handler(signum: int, _frame: FrameType | None) -> None:
+    if _state.stopping:
+        if _state.signum is None and _state.late is None:
+            _state.late = signum
+        else:
+            print(f"\n{signal_name(signum)}: still stopping what the run started…", file=sys.stderr, flush=True)
+        return
+    if _state.signum is None:
+        _state.signum = signum
+    if _state.defer:
+        return
+    _state.raised = True
+    raise Interrupted(_state.signum)
+
+
+def install() -> None:
+    """Handle SIGINT and SIGTERM as above (from the main thread; elsewhere, and a second time, nothing)."""
+    if _state.installed or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in SIGNALS:
+        signal.signal(signum, _handler)
+    _state.installed = True
+
+
+def uninstall() -> None:
+    """Back to Python's defaults (for tests)."""
+    if not _state.installed:
+        return
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    _state.installed = False
+    reset()
+
+
+def reset() -> None:
+    """Forget a signal already handled (a process that goes on after an interrupted run, such as pytest's)."""
+    _state.signum = _state.late = None
+    _state.raised = False
+
+
+def check() -> None:
+    """Raise `Interrupted` if a signal asked to stop and nothing is handling it yet (outside `stopping()` and
+    `deferred()`, from the main thread)."""
+    if (
+        _state.signum is not None
+        and not _state.stopping
+        and not _state.defer
+        and threading.current_thread() is threading.main_thread()
+    ):
+        _state.raised = True
+        raise Interrupted(_state.signum)
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """A section a signal must not cut in two (a child started and registered): the signal is raised after it."""
+    _state.defer += 1
+    try:
+        yield
+    finally:
+        _state.defer -= 1
+    check()
+
+
+@contextlib.contextmanager
+def stopping() -> Iterator[None]:
+    """Clean-up: signals inside are noted, not raised; the first of them is raised once the clean-up is done
+    (when no earlier signal is being handled already)."""
+    _state.stopping += 1
+    try:
+        yield
+    finally:
+        _state.stopping -= 1
+    if not _state.stopping and _state.late is not None and _state.signum is None:
+        _state.signum, _state.late = _state.late, None
+        check()

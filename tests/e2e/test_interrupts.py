@@ -1,0 +1,74 @@
+"""A real Ctrl-C (typed into the command's terminal) or SIGTERM at the moments a run goes through: start-up, swarm,
+an event, judging, a second Ctrl-C during clean-up. Each time: exit 130 (143 for SIGTERM), one line said, a
+summary marked interrupted with what was measured so far, and nothing left: no process of the run, no loopback
+listener, no control socket, no temporary file. (A hundred random moments: ``benchmarks/interrupts.py``.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.interrupting import HARNESS, Outcome, interrupt
+
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("local_only")]
+
+RUN = ["run", "--topology", "haproxy-cookie", "--users", "40", "--duration", "20s", "--events", "5s scale app 5"]
+
+
+def _run(tmp_path: Path, at: float, **kwargs: object) -> Outcome:
+    reports = tmp_path / "reports"
+    return interrupt([*HARNESS, *RUN, "--reports-dir", str(reports)], at, reports_dir=reports, **kwargs)  # type: ignore[arg-type]
+
+
+def _stopped_cleanly(outcome: Outcome, code: int = 130, signal: str = "SIGINT") -> None:
+    assert outcome.code == code, outcome.output[-3000:]
+    assert not outcome.leftovers, outcome.leftovers.describe()
+    said = [line for line in outcome.lines_after if "interrupted" in line]
+    assert len(said) == 1 and f"interrupted ({signal})" in said[0], outcome.lines_after
+    assert "Traceback" not in outcome.output, outcome.output[-3000:]
+
+
+def test_ctrl_c_during_start_up_stops_everything(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, 0.0, after=r"^run \d{8}-")  # the run has begun bringing its cluster up
+    _stopped_cleanly(outcome)
+    assert outcome.run_id is not None and outcome.summary is not None
+    assert outcome.summary["interrupted"] == "SIGINT" and outcome.summary["verdict"] == "interrupted"
+    assert outcome.summary["exit_code"] == 130
+
+
+def test_ctrl_c_during_the_swarm_keeps_what_was_measured(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, 3.0, after=r"^up: ")
+    _stopped_cleanly(outcome)
+    assert outcome.summary is not None and outcome.summary["verdict"] == "interrupted"
+    # the swarm ran three seconds before the interrupt: sessions were measured and are in the summary
+    assert isinstance(outcome.summary["sessions"], int) and outcome.summary["sessions"] > 0
+    assert "sessions measured so far" in outcome.lines_after[-1]
+    # the report says it too
+    assert outcome.run_id is not None
+    page = (tmp_path / "reports" / outcome.run_id / "report.html").read_text(encoding="utf-8")
+    assert "INTERRUPTED" in page
+
+
+def test_ctrl_c_just_after_an_event_fired(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, 0.3, after=r"^event 5s scale app 5 done")
+    _stopped_cleanly(outcome)
+    assert outcome.summary is not None and outcome.summary["verdict"] == "interrupted"
+
+
+def test_ctrl_c_while_judging(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, 0.0, after=r"^swarm over: judging")
+    _stopped_cleanly(outcome)
+    assert outcome.summary is not None and outcome.summary["interrupted"] == "SIGINT"
+
+
+def test_sigterm_stops_like_ctrl_c_with_143(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, 2.0, after=r"^up: ", how="sigterm")
+    _stopped_cleanly(outcome, code=143, signal="SIGTERM")
+    assert outcome.summary is not None and outcome.summary["exit_code"] == 143
+
+
+def test_a_second_ctrl_c_during_clean_up_leaves_nothing_either(tmp_path: Path) -> None:
+    outcome = _run(tmp_path, 2.0, after=r"^up: ", again_after=0.2)
+    _stopped_cleanly(outcome)
+    assert any("still stopping" in line for line in outcome.lines_after) or outcome.seconds_to_exit < 0.2
