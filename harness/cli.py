@@ -262,7 +262,12 @@ def up(
     if backend.dry_run or backend.keep_cluster:
         raise UsageError("--dry-run and --keep-cluster are for the kind and kubeconfig backends")
     cluster = bring_up(
-        topology, name=name, reports_dir=_reports_dir(reports_dir), seed=seed_value, base_port=backend.base_port
+        topology,
+        name=name,
+        reports_dir=_reports_dir(reports_dir),
+        seed=seed_value,
+        base_port=backend.base_port,
+        echo=click.echo,
     )
     click.echo(f"cluster {name} is up: topology {cluster.topology.name}, run {cluster.run_id}, seed {cluster.seed}")
     click.echo(f"entry: {cluster.entry_url}")
@@ -344,11 +349,12 @@ def main(argv: list[str] | None = None) -> int:
     interrupts.install()
     try:
         cli.main(args=argv, prog_name="harness", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        return 130
+    except click.exceptions.Abort as abort:  # click turns a KeyboardInterrupt into Abort, the interrupt its cause
+        cause = abort.__cause__ if isinstance(abort.__cause__, KeyboardInterrupt) else KeyboardInterrupt()
+        click.echo(interrupts.interrupted_line(cause), err=True)
+        return interrupts.exit_code(cause)
     except KeyboardInterrupt as exc:
-        click.echo(interrupted_line(exc), err=True)
+        click.echo(interrupts.interrupted_line(exc), err=True)
         return interrupts.exit_code(exc)
     except click.ClickException as exc:
         exc.show()
@@ -362,16 +368,6 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:
         return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     return 0
-
-
-def interrupted_line(exc: BaseException) -> str:
-    """The one line an interrupted command prints: which signal, that everything is stopped, what was kept."""
-    what = interrupts.signal_name(getattr(exc, "signum", 2))
-    line = f"\ninterrupted ({what}): everything this run started has been stopped"
-    summary = getattr(exc, "summary_path", None)
-    if summary is not None:
-        line += f"; {getattr(exc, 'sessions', 0)} sessions measured so far, marked interrupted in {summary}"
-    return line
 
 
 if __name__ == "__main__":

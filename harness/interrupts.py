@@ -32,6 +32,7 @@ __all__ = [
     "deferred",
     "exit_code",
     "install",
+    "interrupted_line",
     "requested",
     "signal_name",
     "signal_number",
@@ -61,6 +62,7 @@ class _State:
         self.stopping = 0  # depth of `stopping()` sections
         self.late: int | None = None  # a signal that arrived inside `stopping()` before any other
         self.installed = False
+        self.raising = True  # False: the handler only records; the host polls `requested()` / `check()`
 
 
 _state = _State()
@@ -88,6 +90,17 @@ def exit_code(exc: BaseException) -> int:
     return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
 
 
+def interrupted_line(exc: BaseException) -> str:
+    """The one line an interrupted command prints: which signal, that everything is stopped, what was kept
+    (`harness.lifecycle.Run.stop_interrupted` puts the summary's path and its sessions on the exception)."""
+    what = signal_name(getattr(exc, "signum", signal.SIGINT))
+    line = f"interrupted ({what}): everything this run started has been stopped"
+    summary = getattr(exc, "summary_path", None)
+    if summary is not None:
+        line += f"; {getattr(exc, 'sessions', 0)} sessions measured so far, marked interrupted in {summary}"
+    return line
+
+
 def requested() -> int | None:
     """The signal that asked the harness to stop, if one did."""
     return _state.signum
@@ -102,18 +115,26 @@ def _handler(signum: int, _frame: FrameType | None) -> None:
         return
     if _state.signum is None:
         _state.signum = signum
-    if _state.defer:
+    if _state.defer or not _state.raising:
         return
     _state.raised = True
     raise Interrupted(_state.signum)
 
 
-def install() -> None:
-    """Handle SIGINT and SIGTERM as above (from the main thread; elsewhere, and a second time, nothing)."""
-    if _state.installed or threading.current_thread() is not threading.main_thread():
+def install(*, again: bool = False, raising: bool = True) -> None:
+    """Handle SIGINT and SIGTERM as above (from the main thread; elsewhere nothing). A second call does nothing
+    unless ``again``: for a host that installed handlers of its own since (Locust's SIGTERM handler). With
+    ``raising=False`` the handler only records the signal and the host acts on it where it polls (`check()`,
+    `requested()`): under gevent, an exception raised in whichever greenlet the signal lands in is printed with
+    its traceback before it reaches the main one."""
+    _state.raising = raising
+    if _state.installed and not again:
         return
-    for signum in SIGNALS:
-        signal.signal(signum, _handler)
+    try:
+        for signum in SIGNALS:
+            signal.signal(signum, _handler)
+    except ValueError:  # not the main thread (under gevent, a greenlet of it is: signal.signal knows best)
+        return
     _state.installed = True
 
 

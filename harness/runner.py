@@ -44,7 +44,9 @@ __all__ = [
 Echo = Callable[[str], None]
 
 
-def bring_up(topology: Topology, *, name: str, reports_dir: Path, seed: int, base_port: int | None) -> LocalCluster:
+def bring_up(
+    topology: Topology, *, name: str, reports_dir: Path, seed: int, base_port: int | None, echo: Echo | None = None
+) -> LocalCluster:
     """``harness up``: a detached cluster that outlives this process, found again by name."""
     link = cluster_link(reports_dir, name)
     if (link / "cluster.json").is_file():
@@ -55,6 +57,8 @@ def bring_up(topology: Topology, *, name: str, reports_dir: Path, seed: int, bas
     run_id = new_run_id(topology.name)
     run_dir = reports_dir / run_id
     cluster = LocalCluster(topology, run_id=run_id, run_dir=run_dir, seed=seed, base_port=base_port, attached=False)
+    if echo is not None:
+        echo(f"bringing up cluster {name}: topology {topology.name}, run {run_id}")
     with _cleanup_on_error(cluster):
         cluster.up()
     link.parent.mkdir(parents=True, exist_ok=True)

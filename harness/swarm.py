@@ -45,6 +45,7 @@ from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 from locust.user.task import LOCUST_STATE_STOPPING
 
+from harness import interrupts
 from harness.client.records import Exchange, ExchangeKind, Mode, SessionRecord, write_session
 from harness.client.session import Backoff, SimulatedClient
 from harness.errors import HarnessError, UsageError
@@ -400,6 +401,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if options.topology or options.attach:
         from harness.lifecycle import Run
 
+        # Ctrl-C or SIGTERM: recorded, and acted on where the bring-up waits (`wait_until`) or by `_watch_owner`
+        interrupts.install(raising=False)
         try:
             spec = swarm_spec(environment, options)
             RUN.owner = Run(spec, echo=lambda line: print(line, flush=True))
@@ -409,6 +412,11 @@ def _on_init(environment: Environment, **_: Any) -> None:
                 RUN.owner.close()
             print(f"error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except KeyboardInterrupt as exc:
+            if RUN.owner is not None:
+                RUN.owner.stop_interrupted(exc)
+            print(interrupts.interrupted_line(exc), file=sys.stderr, flush=True)
+            sys.exit(interrupts.exit_code(exc))
         run_dir = RUN.owner.run_dir
         if not environment.host:
             environment.host = RUN.owner.entry_url
@@ -438,9 +446,15 @@ def _on_init(environment: Environment, **_: Any) -> None:
 
 
 def _watch_owner(environment: Environment) -> None:
-    """A failure of the harness's own machinery ends the swarm early: the run will not be judged."""
+    """A failure of the harness's own machinery ends the swarm early: the run will not be judged. So does a
+    signal whose KeyboardInterrupt a greenlet swallowed (one that runs a client's background thread, whose
+    bootstrap catches everything): the signal was recorded (`harness.interrupts`), and is acted on here."""
     while True:
-        gevent.sleep(0.5)
+        gevent.sleep(0.2)
+        if interrupts.requested() is not None:
+            if environment.runner is not None:
+                environment.runner.quit()
+            return
         failure = RUN.owner.failure() if RUN.owner is not None else None
         if failure is not None:
             print(f"stopping the swarm: {failure}", flush=True)
@@ -463,6 +477,9 @@ def _on_stop_request(environment: Environment, **_: Any) -> None:
 def _on_test_start(environment: Environment, **_: Any) -> None:
     SAMPLER.start(environment)
     if RUN.owner is not None and RUN.owner.swarm_started is None:
+        # Locust has set its own SIGTERM handler since the bring-up: ours again, so that both signals reach
+        # `_watch_owner`, which quits the runner, and `_on_quitting` sees them as an interrupt
+        interrupts.install(again=True, raising=False)
         RUN.owner.start_events()
 
 
@@ -480,13 +497,31 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     if owner is None:
         return
     try:
+        signum = interrupts.requested()
+        if signum is not None:  # Ctrl-C or SIGTERM ended the swarm: what was measured so far, marked so
+            raise interrupts.Interrupted(signum)
         judgement = owner.finish(RUN.load_failure)
         print(judgement.text, flush=True)
         print(f"summary: {owner.run_dir / 'summary.json'}", flush=True)
         print(f"report:  {owner.run_dir / 'report.html'}", flush=True)
         environment.process_exit_code = judgement.exit_code
+    except KeyboardInterrupt as exc:
+        with interrupts.stopping():
+            _stop_users(environment)  # their sessions end before the cluster under them does
+        owner.stop_interrupted(exc)
+        print(interrupts.interrupted_line(exc), file=sys.stderr, flush=True)
+        environment.process_exit_code = interrupts.exit_code(exc)
     finally:
         owner.close()
+
+
+def _stop_users(environment: Environment) -> None:
+    runner = environment.runner
+    if runner is not None:
+        try:
+            runner.stop()
+        except Exception as exc:  # the run's own clean-up must go on
+            log.warning("stopping the users failed: %s", exc)
 
 
 # Registered at import, as Locust expects of a locustfile's helpers.

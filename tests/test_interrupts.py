@@ -76,10 +76,9 @@ def test_sigterm_is_an_interrupt_with_143(handled: None) -> None:
 
 def test_a_deferred_section_finishes_then_the_signal_is_raised(handled: None) -> None:
     done = []
-    with pytest.raises(interrupts.Interrupted):
-        with interrupts.deferred():
-            signal.raise_signal(signal.SIGINT)
-            done.append("registered")  # not cut short
+    with pytest.raises(interrupts.Interrupted), interrupts.deferred():
+        signal.raise_signal(signal.SIGINT)
+        done.append("registered")  # not cut short
     assert done == ["registered"]
 
 
@@ -87,11 +86,10 @@ def test_signals_during_clean_up_are_noted_and_the_first_raised_after_it(
     handled: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
     done = []
-    with pytest.raises(interrupts.Interrupted):
-        with interrupts.stopping():
-            signal.raise_signal(signal.SIGINT)
-            signal.raise_signal(signal.SIGINT)
-            done.append("cleaned up")
+    with pytest.raises(interrupts.Interrupted), interrupts.stopping():
+        signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
+        done.append("cleaned up")
     assert done == ["cleaned up"]
     assert "still stopping" in capsys.readouterr().err
 

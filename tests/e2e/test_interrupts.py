@@ -72,3 +72,49 @@ def test_a_second_ctrl_c_during_clean_up_leaves_nothing_either(tmp_path: Path) -
     outcome = _run(tmp_path, 2.0, after=r"^up: ", again_after=0.2)
     _stopped_cleanly(outcome)
     assert any("still stopping" in line for line in outcome.lines_after) or outcome.seconds_to_exit < 0.2
+
+
+def test_ctrl_c_during_harness_up_stops_what_it_had_started(tmp_path: Path) -> None:
+    reports = tmp_path / "reports"
+    argv = [*HARNESS, "up", "--topology", "nginx-hash", "--name", "ctrlc", "--reports-dir", str(reports)]
+    outcome = interrupt(argv, 0.4, after=r"^bringing up cluster ctrlc", reports_dir=reports)
+    _stopped_cleanly(outcome)
+    assert not (reports / "clusters" / "ctrlc" / "cluster.json").exists()
+
+
+LOCUST = [str(Path(HARNESS[0]).with_name("python")), "-m", "locust", "-f", "scenarios/sticky.py", "--headless"]
+
+
+def _locust(tmp_path: Path, at: float, **kwargs: object) -> Outcome:
+    reports = tmp_path / "reports"
+    argv = [*LOCUST, "-u", "30", "-t", "25s", "--topology", "nginx-hash", "--harness-reports-dir", str(reports)]
+    return interrupt(argv, at, reports_dir=reports, **kwargs)  # type: ignore[arg-type]
+
+
+def test_ctrl_c_of_the_locust_entry_during_the_swarm(tmp_path: Path) -> None:
+    outcome = _locust(tmp_path, 3.0, after=r"^up: ")
+    assert outcome.code == 130, outcome.output[-3000:]
+    assert not outcome.leftovers, outcome.leftovers.describe()
+    assert "Traceback" not in outcome.output, outcome.output[-3000:]
+    assert sum("interrupted (SIGINT)" in line for line in outcome.lines_after) == 1
+    assert outcome.summary is not None and outcome.summary["verdict"] == "interrupted"
+    assert isinstance(outcome.summary["sessions"], int) and outcome.summary["sessions"] > 0
+
+
+def test_sigterm_of_the_locust_entry_during_its_bring_up(tmp_path: Path) -> None:
+    outcome = _locust(tmp_path, 0.0, after=r"^run \d{8}-", how="sigterm")
+    assert outcome.code == 143, outcome.output[-3000:]
+    assert not outcome.leftovers, outcome.leftovers.describe()
+    assert outcome.summary is not None and outcome.summary["interrupted"] == "SIGTERM"
+
+
+def test_sigterm_of_a_pytest_e2e_session_takes_its_clusters_down(tmp_path: Path) -> None:
+    python = str(Path(HARNESS[0]).with_name("python"))
+    argv = [python, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "e2e", "--e2e-duration", "20s"]
+    argv += ["--topology", "nginx-hash", "--reports-dir", str(tmp_path / "e2e"), "tests/e2e/test_local_swarm.py"]
+    argv += ["-k", "test_verdict_equals_expected", "-s"]
+    outcome = interrupt(argv, 6.0, how="sigterm", reports_dir=tmp_path / "e2e")  # collected, the run under way
+    assert outcome.code == 143, outcome.output[-3000:]
+    assert not outcome.leftovers, outcome.leftovers.describe()
+    runs = [p for p in (tmp_path / "e2e").glob("*/summary.json") if not p.parent.is_symlink()]
+    assert len(runs) == 1 and '"interrupted": "SIGTERM"' in runs[0].read_text(encoding="utf-8")

@@ -31,7 +31,14 @@ import requests
 
 from harness.client.records import load_aliases
 from harness.cluster.base import Cluster, Component, Pod, ProcessExit
-from harness.cluster.local.processes import ManagedProcess, find_run_processes, kill_group, spawn, wait_until
+from harness.cluster.local.processes import (
+    ManagedProcess,
+    find_run_processes,
+    kill_groups,
+    spawn,
+    stop_together,
+    wait_until,
+)
 from harness.cluster.local.tier import TierPod
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.net import addresses
@@ -207,12 +214,10 @@ class LocalCluster(Cluster):
             if self._down:
                 return
             self._down = True
-        order = [p for p in self.processes.values() if p.name in NETD_PARTS]
-        order += [p for p in self.processes.values() if p.name not in NETD_PARTS]
-        for process in order:
-            process.stop(grace=3.0)
-        for pid in find_run_processes(self.run_id):  # anything a piece started and left behind
-            kill_group(pid, grace=1.0)
+        # the network first (clients see their connections end), then every pod at once
+        stop_together([p for p in self.processes.values() if p.name in NETD_PARTS], grace=3.0)
+        stop_together([p for p in self.processes.values() if p.name not in NETD_PARTS], grace=3.0)
+        kill_groups(list(find_run_processes(self.run_id)), grace=1.0)  # anything a piece started and left behind
         with contextlib.suppress(OSError):
             self.state_path.unlink()
 

@@ -37,10 +37,12 @@ __all__ = [
     "find_orphans",
     "find_run_processes",
     "kill_group",
+    "kill_groups",
     "raise_open_files_limit",
     "run_checked",
     "spawn",
     "stop_spawned",
+    "stop_together",
     "wait_until",
 ]
 
@@ -234,31 +236,56 @@ def stop_spawned(grace: float = 2.0) -> list[str]:
 
 def kill_group(pid: int, grace: float = 5.0) -> None:
     """SIGTERM the process group led by ``pid``, then SIGKILL whatever is left after ``grace`` seconds."""
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    if pgid != pid:  # not a group leader we started: signal just the process
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
+    kill_groups([pid], grace)
+
+
+def kill_groups(pids: Sequence[int], grace: float = 5.0) -> None:
+    """`kill_group` for several groups at once: SIGTERM to all, one ``grace`` for all, SIGKILL to what is left
+    (a teardown waits for its slowest process, not for the sum of them)."""
+    groups: dict[int, int] = {}  # leader pid → pgid
+    for pid in pids:
         try:
-            os.killpg(pgid, 0)
+            pgid = os.getpgid(pid)
         except ProcessLookupError:
-            return
-        if _is_zombie(pid) and not _group_has_live_members(pgid, pid):
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pgid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, 0)
+            continue
+        if pgid != pid:  # not a group leader we started: signal just the process
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        groups[pid] = pgid
+    deadline = time.monotonic() + grace
+    while groups and time.monotonic() < deadline:
+        for pid, pgid in list(groups.items()):
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                del groups[pid]
+                continue
+            if _is_zombie(pid) and not _group_has_live_members(pgid, pid):
+                del groups[pid]
+        if groups:
+            time.sleep(0.05)
+    for pid, pgid in groups.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+
+def stop_together(processes: Sequence[ManagedProcess], grace: float = 5.0) -> None:
+    """Stop several processes at once (`kill_groups`), each marked as stopped on purpose first."""
+    for process in processes:
+        process.stopping = True
+    kill_groups([p.pid for p in processes], grace)
+    for process in processes:
+        _SPAWNED.pop(process.pid, None)
+        if process.popen is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.popen.wait(timeout=1)
 
 
 def _group_has_live_members(pgid: int, leader: int) -> bool:
