@@ -345,8 +345,16 @@ def _add_commands() -> None:
 _add_commands()
 
 
-def main(argv: list[str] | None = None) -> int:
+def entry() -> None:
+    """The ``harness`` command: `main`, with the harness's own handling of Ctrl-C and SIGTERM
+    (`harness.interrupts`) from the first line to the last."""
     interrupts.install()
+    code = main()
+    interrupts.finished()
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="harness", standalone_mode=False)
     except click.exceptions.Abort as abort:  # click turns a KeyboardInterrupt into Abort, the interrupt its cause
@@ -371,4 +379,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

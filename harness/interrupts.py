@@ -20,6 +20,7 @@ The exit code is 128 + the signal's number: 130 for SIGINT, 143 for SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -31,6 +32,7 @@ __all__ = [
     "check",
     "deferred",
     "exit_code",
+    "finished",
     "install",
     "interrupted_line",
     "requested",
@@ -136,6 +138,25 @@ def install(*, again: bool = False, raising: bool = True) -> None:
     except ValueError:  # not the main thread (under gevent, a greenlet of it is: signal.signal knows best)
         return
     _state.installed = True
+
+
+def _after_end(signum: int, _frame: FrameType | None) -> None:
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        print(
+            f"interrupted ({signal_name(signum)}) after the command had finished: nothing was running", file=sys.stderr
+        )
+        sys.stderr.flush()
+    os._exit(128 + signum)
+
+
+def finished() -> None:
+    """The command is done (its output written, everything it started stopped): a signal from now on ends the
+    process at once, with 128 + the signal, saying so, instead of raising into the interpreter's shutdown."""
+    with contextlib.suppress(ValueError):
+        for signum in SIGNALS:
+            signal.signal(signum, _after_end)
+    _state.installed = False
 
 
 def uninstall() -> None:

@@ -33,7 +33,7 @@ from harness.cluster.local.backend import NETD_DESCRIPTORS, LocalCluster
 from harness.cluster.local.processes import find_orphans, raise_open_files_limit, spawn, stop_spawned
 from harness.errors import CommandError, UsageError
 from harness.events import Event, EventRecord, EventRunner
-from harness.runs import Judgement, cluster_link, judge, new_run_id
+from harness.runs import Judgement, cluster_link, judge, mark_interrupted, new_run_id
 from harness.topology import Topology, load_topology
 from harness.watch import ProcessWatch
 
@@ -547,15 +547,25 @@ def run_topology(
 
 def execute(spec: RunSpec, *, echo: Echo = print) -> Judgement:
     """A whole run of ``spec`` with Locust as a child process: open, swarm, judge, close. Interrupted (Ctrl-C,
-    SIGTERM) at any moment, it writes what was measured so far, marked interrupted, stops everything and raises
-    the `KeyboardInterrupt` on."""
+    SIGTERM) at any moment, it writes what was measured so far, marked interrupted (a run already judged keeps
+    its figures), stops everything and raises the `KeyboardInterrupt` on."""
     run = Run(spec, echo=echo)
+    judgement: Judgement | None = None
     try:
         run.open()
         load_failure = swarm(run.entry_url, run.run_dir, spec.options, run_id=run.run_id, echo=echo, run=run)
-        return run.finish(load_failure)
+        judgement = run.finish(load_failure)
+        run.close()  # a signal during the clean-up is raised when it is done
+        return judgement
     except KeyboardInterrupt as exc:
-        run.stop_interrupted(exc)
+        if judgement is None:
+            run.stop_interrupted(exc)
+        else:
+            with interrupts.stopping():
+                run.close()
+                mark_interrupted(run.run_dir, getattr(exc, "signum", int(signal.SIGINT)))
+                exc.summary_path = run.run_dir / "summary.json"  # type: ignore[attr-defined]
+                exc.sessions = judgement.summary["sessions"]  # type: ignore[attr-defined]
         raise
     finally:
         run.close()

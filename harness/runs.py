@@ -35,6 +35,7 @@ __all__ = [
     "cluster_link",
     "default_reports_dir",
     "judge",
+    "mark_interrupted",
     "new_run_id",
 ]
 
@@ -101,6 +102,23 @@ class _SteadyBalance:
             result = self.before.result(app_pods, th)
             window = f"sessions before the first event ({first.label})"
         return replace(result, figures={**result.figures, "window": window})
+
+
+def mark_interrupted(run_dir: Path, signum: int) -> dict[str, Any]:
+    """A run judged in full and then interrupted (during its clean-up): its summary marked interrupted like any
+    other, the verdict it had kept as a note, and its report written again. Returns the summary."""
+    path = run_dir / "summary.json"
+    summary: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    if summary.get("interrupted") is None:
+        was = summary.get("verdict")
+        summary.update(interrupted=signal_name(signum), verdict="interrupted", exit_code=128 + signum)
+        note = f"interrupted by {signal_name(signum)} after it was judged ({was}): every session had been measured"
+        summary["notes"] = [*summary.get("notes", []), note]
+        path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        from harness.report import write_report
+
+        write_report(run_dir)
+    return summary
 
 
 def _verdict_word(ok: bool, harness_failure: str | None, interrupted: int | None) -> str:
