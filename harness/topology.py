@@ -14,7 +14,7 @@ kind and kubeconfig backends only (``Topology.kind_only``).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -269,7 +269,25 @@ def available_topologies(directory: Path | None = None) -> list[str]:
     return sorted(p.stem for p in (directory or topologies_dir()).glob("*.yaml"))
 
 
-def _describe_error(err: Mapping[str, Any]) -> str:
+def _line_of(node: yaml.Node | None, loc: Sequence[str]) -> int | None:
+    """The line (1-based) of the YAML node at ``loc`` (a field path), or of the deepest part of it present."""
+    line = None if node is None else node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+            if found is None:
+                key = next((k for k, _ in node.value if isinstance(k, yaml.ScalarNode) and k.value == part), None)
+                return key.start_mark.line + 1 if key is not None else line
+            node = found
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+        else:
+            return line
+        line = node.start_mark.line + 1
+    return line
+
+
+def _describe_error(err: Mapping[str, Any], root: yaml.Node | None = None) -> str:
     loc = [str(part) for part in err.get("loc", ())]
     # a tier's kind picks its model; pydantic puts that tag in the location (tier.ingress-nginx.hash_by)
     loc = [p for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "tier" and p in _TIER_KINDS)]
@@ -279,7 +297,8 @@ def _describe_error(err: Mapping[str, Any]) -> str:
         msg = "unknown field (check the spelling; see clusters/topologies/README.md for the fields)"
     elif err.get("type") == "missing":
         msg = "required field is missing"
-    return f"field {field}: {msg}"
+    line = _line_of(root, loc[:-1] if err.get("type") == "missing" else loc)
+    return f"line {line}, field {field}: {msg}" if line is not None else f"field {field}: {msg}"
 
 
 def load_topology(name_or_path: str | Path, directory: Path | None = None) -> Topology:
@@ -290,16 +309,21 @@ def load_topology(name_or_path: str | Path, directory: Path | None = None) -> To
     if not path.is_file():
         known = ", ".join(available_topologies(directory)) or "none"
         raise TopologyError(f"no topology {str(name_or_path)!r}: {path} does not exist (built-in: {known})")
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise TopologyError(f"{path}: not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        what = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise TopologyError(f"{path}{where}: not valid YAML: {what}") from None
     if not isinstance(data, dict):
         raise TopologyError(f"{path}: expected a mapping of fields at the top level")
     try:
         topology = Topology.model_validate(data)
     except ValidationError as exc:
-        lines = "; ".join(_describe_error(e) for e in exc.errors())
+        lines = "; ".join(_describe_error(e, root) for e in exc.errors())
         raise TopologyError(f"{path}: {lines}") from None
     if topology.proxy_tier is not None:
         template = Path(__file__).resolve().parent.parent / "clusters" / "templates" / topology.proxy_tier.template

@@ -200,3 +200,35 @@ def test_a_converged_run_has_its_own_expectation_where_the_topology_declares_one
     assert hashed.expected_verdicts(converged=True) == hashed.expected_verdicts()
     ip_hash = load_topology("nginx-ip-hash")
     assert ip_hash.expected_verdicts("shared-24", converged=True)["balance"] == "fail"
+
+
+def test_mistakes_name_their_line(tmp_path: Path) -> None:
+    lines = BASE.splitlines()
+    wrong = [line.replace("mode: tcp", "mode: alb") for line in lines]
+    number = next(i for i, line in enumerate(wrong, start=1) if "mode: alb" in line)
+    with pytest.raises(TopologyError) as err:
+        load_topology(write(tmp_path, "\n".join(wrong) + "\n"))
+    assert f"line {number}, field load_balancer.mode" in str(err.value)
+    # and YAML that does not parse: its line and column, on one line
+    with pytest.raises(TopologyError) as err:
+        load_topology(write(tmp_path, "name: a\nnodes: [1\n"))
+    message = str(err.value)
+    assert "line 3, column 1: not valid YAML: expected ',' or ']'" in message and "\n" not in message
+
+
+def test_a_template_that_does_not_render_names_the_file_and_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.cluster.local import tier
+
+    (tmp_path / "syntax.conf.j2").write_text("events {}\n{% if %}\n", encoding="utf-8")
+    (tmp_path / "undefined.conf.j2").write_text("listen {{ listen_port }};\n{{ nothing_here.x }}\n", encoding="utf-8")
+    (tmp_path / "fine.conf.j2").write_text("listen {{ listen_port }};\n", encoding="utf-8")
+    monkeypatch.setattr(tier, "templates_dir", lambda: tmp_path)
+    assert tier.render_template("fine.conf.j2", listen_port=80) == "listen 80;\n"
+    with pytest.raises(UsageError) as err:
+        tier.render_template("syntax.conf.j2", listen_port=80)
+    assert f"{tmp_path / 'syntax.conf.j2'} line 2 does not render: Expected an expression" in str(err.value)
+    with pytest.raises(UsageError) as err:
+        tier.render_template("undefined.conf.j2", listen_port=80)
+    assert "'nothing_here' is undefined (a template has these values: listen_port)" in str(err.value)

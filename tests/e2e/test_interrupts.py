@@ -118,3 +118,63 @@ def test_sigterm_of_a_pytest_e2e_session_takes_its_clusters_down(tmp_path: Path)
     assert not outcome.leftovers, outcome.leftovers.describe()
     runs = [p for p in (tmp_path / "e2e").glob("*/summary.json") if not p.parent.is_symlink()]
     assert len(runs) == 1 and '"interrupted": "SIGTERM"' in runs[0].read_text(encoding="utf-8")
+
+
+def test_sigkill_of_the_harness_takes_its_processes_with_it(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from harness.cluster.local.processes import find_run_processes
+
+    reports = tmp_path / "reports"
+    argv = [*HARNESS, *RUN, "--reports-dir", str(reports)]
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(HARNESS[0]).parents[2]
+    )
+    assert proc.stdout is not None
+    run_id = None
+    for line in proc.stdout:
+        if line.startswith("run "):
+            run_id = line.split()[1].rstrip(":")
+        if line.startswith("up: "):
+            break
+    assert run_id is not None
+    alive = find_run_processes(run_id)
+    assert len(alive) >= 5  # the network daemon, the tier, the app pods, Locust: all up when the harness dies
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stdout.close()
+    deadline = time.monotonic() + 10
+    while find_run_processes(run_id) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert find_run_processes(run_id) == {}  # the kernel's parent-death signal stopped each of them
+
+
+def test_processes_an_earlier_run_left_are_named_by_the_next_run_and_reaped(tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    from harness.cluster.local.processes import find_orphans
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a harness process that no longer exists
+    env = dict(os.environ, HARNESS_RUN_ID="20200101-000000-left-behind-abcd", HARNESS_OWNER_PID=str(gone.pid))
+    left = subprocess.Popen(["sleep", "120"], env=env, start_new_session=True)
+    try:
+        assert left.pid in find_orphans()
+        reports = tmp_path / "reports"
+        run = [*HARNESS, "run", "--topology", "nginx-hash", "--users", "5", "--duration", "2s"]
+        done = subprocess.run([*run, "--reports-dir", str(reports)], capture_output=True, text=True, timeout=120)
+        assert "1 processes of earlier runs whose harness is gone are still running" in done.stdout, done.stdout
+        assert "harness down --all" in done.stdout
+        assert left.poll() is None  # said, not touched: the user decides
+        down = subprocess.run(
+            [*HARNESS, "down", "--all", "--reports-dir", str(reports)], capture_output=True, text=True
+        )
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert left.wait(timeout=10) is not None and left.pid not in find_orphans()
+    finally:
+        if left.poll() is None:
+            left.kill()

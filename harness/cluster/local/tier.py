@@ -18,7 +18,7 @@ from pathlib import Path
 import jinja2
 
 from harness.cluster.local.processes import ManagedProcess, run_checked, spawn
-from harness.errors import SetupError
+from harness.errors import SetupError, UsageError
 
 __all__ = ["PROXIES", "ProxyKind", "TierPod", "find_binary", "render_template", "templates_dir"]
 
@@ -34,7 +34,19 @@ def render_template(template: str, **values: object) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    return env.get_template(template).render(**values)
+    try:
+        return env.get_template(template).render(**values)
+    except jinja2.TemplateSyntaxError as exc:
+        where = f"{exc.filename or templates_dir() / template} line {exc.lineno}"
+        raise UsageError(
+            f"template {where} does not render: {exc.message} (fix the template the topology's tier names)"
+        ) from None
+    except jinja2.TemplateError as exc:
+        names = ", ".join(sorted(values))
+        raise UsageError(
+            f"template {templates_dir() / template} does not render: {exc.message or exc} "
+            f"(a template has these values: {names})"
+        ) from None
 
 
 @dataclass(frozen=True)
