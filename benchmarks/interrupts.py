@@ -54,7 +54,7 @@ def _problems(outcome: Outcome) -> list[str]:
         problems.append(f"exit code {outcome.code}")
     if outcome.leftovers:
         problems.append(f"left {outcome.leftovers.describe()}")
-    said = [line for line in outcome.lines_after if line.startswith("interrupted (")]
+    said = [line for line in outcome.lines_after if "interrupted (" in line]
     if len(said) != 1 and not (after_the_end(outcome) and not said):
         problems.append(f"{len(said)} 'interrupted' lines")
     if "Traceback" in outcome.output:

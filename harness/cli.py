@@ -345,15 +345,6 @@ def _add_commands() -> None:
 _add_commands()
 
 
-def entry() -> None:
-    """The ``harness`` command: `main`, with the harness's own handling of Ctrl-C and SIGTERM
-    (`harness.interrupts`) from the first line to the last."""
-    interrupts.install()
-    code = main()
-    interrupts.finished()
-    sys.exit(code)
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
         cli.main(args=argv, prog_name="harness", standalone_mode=False)
@@ -379,4 +370,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    entry()
+    sys.exit(main())

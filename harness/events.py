@@ -1,7 +1,10 @@
 """Timelines of cluster events during a swarm: scaling, pod kills, rolling restarts, nodes out of the balancer.
 
 A timeline is written the way people say it, ``"30s scale app 6; 60s scale app 2; 90s kill app; 120s restart
-app; 100s lb-out node-1; 110s lb-in node-1"``, and runs against any backend through the `Cluster` interface. Each
+app; 100s lb-out node-1; 110s lb-in node-1; 130s fault reset_peer node-1 10s"``, and runs against any backend
+through the `Cluster` interface. A ``fault`` sets one of the balancer's faults (`harness.net.faults`: a reset storm,
+latency, a black hole, …; ``key=value`` attributes after the duration) on a node or on all (``*``) for its duration,
+and its record ends when the fault is cleared; a timeline that stops early clears it too. Each
 event is recorded with when it started and ended and which pods it removed and added, so that the checks can tell
 a session broken by a deliberate removal (disrupted) from one broken by the topology (a violation).
 
@@ -31,11 +34,13 @@ __all__ = ["Event", "EventRecord", "EventRunner", "append_event_record", "parse_
 
 log = logging.getLogger(__name__)
 
-Action = Literal["scale", "kill", "restart", "lb-out", "lb-in"]
+Action = Literal["scale", "kill", "restart", "lb-out", "lb-in", "fault"]
 
 GRAMMAR = (
     "events are `TIME ACTION ...` separated by `;`: `30s scale app|tier N`, `60s kill app|tier`, "
-    "`90s restart app|tier`, `100s lb-out node-N`, `110s lb-in node-N`"
+    "`90s restart app|tier`, `100s lb-out node-N`, `110s lb-in node-N`, "
+    "`120s fault KIND node-N|* DURATION [attribute=value ...]` (KIND: a balancer fault such as reset_peer, latency, "
+    "timeout)"
 )
 _COMPONENT = re.compile(r"^(app|tier)$")
 _NODE = re.compile(r"^node-\d+$")
@@ -45,13 +50,66 @@ _NODE = re.compile(r"^node-\d+$")
 class Event:
     at: float  # seconds after the swarm started
     action: Action
-    target: str  # "app" | "tier" | a node name
+    target: str  # "app" | "tier" | a node name (or "*" for a fault on every node)
     replicas: int | None = None  # for scale
+    fault: str | None = None  # for fault: its kind (harness.net.faults)
+    duration: float | None = None  # for fault: how long it is set
+    params: tuple[tuple[str, Any], ...] = ()  # for fault: its attributes (stream, toxicity and the kind's own)
 
     @property
     def label(self) -> str:
+        if self.action == "fault":
+            attrs = "".join(f" {k}={v}" for k, v in self.params)
+            return f"{self.at:g}s fault {self.fault} {self.target} {self.duration:g}s{attrs}"
         tail = f" {self.replicas}" if self.replicas is not None else ""
         return f"{self.at:g}s {self.action} {self.target}{tail}"
+
+    def fault_request(self) -> dict[str, Any]:
+        """The balancer's fault for this event, as `harness.net.faults.Fault.from_json` reads it."""
+        attrs = dict(self.params)
+        request: dict[str, Any] = {"kind": self.fault, "node": self.target, "name": f"timeline-{self.fault}"}
+        for key in ("stream", "toxicity"):
+            if key in attrs:
+                request[key] = attrs.pop(key)
+        request["params"] = attrs
+        return request
+
+
+def _value(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            continue
+    return text
+
+
+def _parse_fault(text: str, at: float, target: str, rest: list[str]) -> Event:
+    from harness.net.faults import Fault
+
+    if not rest:
+        raise UsageError(f"event {text!r}: fault takes a kind, a node (node-N or *) and a duration; {GRAMMAR}")
+    kind, node, tail = target, rest[0], rest[1:]
+    if not (_NODE.match(node) or node == "*") or not tail:
+        raise UsageError(f"event {text!r}: fault takes a kind, a node (node-N or *) and a duration; {GRAMMAR}")
+    try:
+        duration = parse_duration(tail[0])
+    except ValueError as exc:
+        raise UsageError(f"event {text!r}: the fault's duration: {exc}; {GRAMMAR}") from None
+    if duration <= 0:
+        raise UsageError(f"event {text!r}: a fault lasts more than 0 s; {GRAMMAR}")
+    params = []
+    for item in tail[1:]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"event {text!r}: {item!r} is not attribute=value; {GRAMMAR}")
+        params.append((key, _value(value)))
+    event = Event(at, "fault", node, fault=kind, duration=duration, params=tuple(params))
+    try:
+        Fault.from_json(event.fault_request())  # a kind or an attribute the balancer does not know: said now
+    except UsageError as exc:
+        raise UsageError(f"event {text!r}: {exc}") from None
+    return event
 
 
 def _parse_one(text: str) -> Event:
@@ -75,6 +133,8 @@ def _parse_one(text: str) -> Event:
         if not _NODE.match(target) or rest:
             raise UsageError(f"event {text!r}: {action} takes a node name such as node-1; {GRAMMAR}")
         return Event(at, action, target)  # type: ignore[arg-type]
+    if action == "fault":
+        return _parse_fault(text, at, target, rest)
     raise UsageError(f"event {text!r}: unknown action {action!r}; {GRAMMAR}")
 
 
@@ -159,6 +219,8 @@ class EventRunner:
         self._stop = threading.Event()
         self._begin = 0.0
         self._thread: threading.Thread | None = None
+        self._faults: dict[str, tuple[EventRecord, dict[str, Any], threading.Timer]] = {}  # set, not yet cleared
+        self._faults_lock = threading.Lock()
 
     def start(self, begin: float | None = None) -> None:
         """Start the timeline; event times count from ``begin`` (the clock's now by default)."""
@@ -172,6 +234,8 @@ class EventRunner:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+        for event_id in list(self._faults):  # a fault outlives no timeline: cleared now, its record ends now
+            self._clear_fault(event_id)
 
     def next_event(self) -> Event | None:
         """The first event not yet applied (for a progress line)."""
@@ -185,7 +249,10 @@ class EventRunner:
                     return
                 record = self.apply(f"e{index}", event)
                 self.records.append(record)
-                append_event_record(self.run_dir, record)
+                if event.action == "fault" and record.error is None:
+                    self._hold_fault(record, event)  # recorded when it is cleared, with its whole span
+                else:
+                    append_event_record(self.run_dir, record)
                 if record.error is not None:
                     self.failure = f"event {record.label} did not take effect: " + " / ".join(
                         line.strip() for line in record.error.splitlines() if line.strip()
@@ -197,8 +264,53 @@ class EventRunner:
         finally:
             self.finished.set()
 
+    def _hold_fault(self, record: EventRecord, event: Event) -> None:
+        assert event.duration is not None
+        request = event.fault_request()
+        timer = threading.Timer(event.duration, self._clear_fault, args=(record.id,))
+        timer.daemon = True
+        with self._faults_lock:
+            self._faults[record.id] = (record, request, timer)
+        timer.start()
+
+    def _clear_fault(self, event_id: str) -> None:
+        with self._faults_lock:
+            held = self._faults.pop(event_id, None)
+        if held is None:
+            return
+        record, request, timer = held
+        timer.cancel()
+        try:
+            self.cluster.clear_faults(node=request["node"], name=request["name"])
+            still = [f for f in self.cluster.balancer_faults() or [] if f.get("name") == request["name"]]
+            if any(f.get("node") == request["node"] for f in still):
+                raise NotDone(f"the balancer still holds {request['name']} on {request['node']}")
+        except Exception as exc:
+            log.warning("clearing the fault of %s failed: %s", record.label, exc)
+            record.error = f"the fault was not cleared: {exc}"
+            if self.failure is None:
+                self.failure = f"event {record.label} did not take effect: {record.error}"
+        else:
+            record.observed = f"{record.observed}; cleared after {self.wall() - record.started:.1f} s"
+        record.ended = self.wall()
+        append_event_record(self.run_dir, record)
+        if self.on_event is not None:
+            self.on_event(record)
+
+    def _apply_fault(self, event: Event) -> str:
+        """Set the event's fault; what was seen of it: the balancer holds it."""
+        request = event.fault_request()
+        self.cluster.add_fault(request)
+        held = [f for f in self.cluster.balancer_faults() or [] if f.get("name") == request["name"]]
+        if not any(f.get("node") == request["node"] for f in held):
+            raise NotDone(f"the balancer does not hold {request['name']} on {request['node']} after setting it")
+        where = "every node" if event.target == "*" else event.target
+        return f"the balancer holds {event.fault} on {where} for {event.duration:g} s"
+
     def apply(self, event_id: str, event: Event) -> EventRecord:
         """Apply one event and observe its effect; a failure of either is the record's ``error``."""
+        if event.action == "fault":
+            return self._apply_fault_event(event_id, event)
         component = event.target if event.action in ("scale", "kill", "restart") else "app"
         before = self.cluster.pods(component)
         started = self.wall()
@@ -251,4 +363,27 @@ class EventRunner:
             error=error,
             observed=observed,
             unreached=list(unreached),
+        )
+
+    def _apply_fault_event(self, event_id: str, event: Event) -> EventRecord:
+        pods = [p.name for p in self.cluster.pods("app")]
+        started = self.wall()
+        error = observed = None
+        try:
+            observed = self._apply_fault(event)
+        except Exception as exc:
+            log.warning("event %s failed: %s", event.label, exc)
+            error = str(exc)
+        return EventRecord(
+            id=event_id,
+            label=event.label,
+            action=event.action,
+            target=event.target,
+            replicas=None,
+            started=started,
+            ended=self.wall(),
+            pods_before=pods,
+            pods_after=pods,
+            error=error,
+            observed=observed,
         )

@@ -176,6 +176,8 @@ class RunSpec:
 def _event_line(record: EventRecord) -> str:
     if record.error is not None:
         return f"event {record.label} did not take effect: {record.error}"
+    if record.action == "fault" and "; cleared after" in (record.observed or ""):
+        return f"event {record.label} over: {(record.observed or '').split('; ', 1)[1]}"
     return f"event {record.label} done: {record.observed}"
 
 

@@ -37,13 +37,34 @@ def test_parse_a_full_timeline_in_time_order() -> None:
         ("30s explode app", "unknown action 'explode'"),
         ("30s lb-out app", "node name"),
         ("30s kill", "too short"),
+        ("30s fault reset_peer node-1", "a kind, a node (node-N or *) and a duration"),
+        ("30s fault reset_peer app 5s", "a kind, a node (node-N or *) and a duration"),
+        ("30s fault reset_peer node-1 0s", "lasts more than 0 s"),
+        ("30s fault nosuch node-1 5s", "unknown fault kind 'nosuch'"),
+        ("30s fault latency node-1 5s colour=red", "unknown attribute(s) colour"),
+        ("30s fault latency node-1 5s latency", "is not attribute=value"),
     ],
 )
 def test_mistakes_say_what_is_wrong_and_the_grammar(text: str, hint: str) -> None:
     with pytest.raises(UsageError) as err:
         parse_events(text)
     assert hint in str(err.value)
-    assert "separated by `;`" in str(err.value)
+    assert f"event {text!r}" in str(err.value)
+
+
+def test_a_fault_event_reads_as_written_and_becomes_the_balancers_fault() -> None:
+    (event,) = parse_events("20s fault latency * 15s latency=200 stream=upstream toxicity=0.5")
+    assert event.label == "20s fault latency * 15s latency=200 stream=upstream toxicity=0.5"
+    assert event.fault_request() == {
+        "kind": "latency",
+        "node": "*",
+        "name": "timeline-latency",
+        "stream": "upstream",
+        "toxicity": 0.5,
+        "params": {"latency": 200},
+    }
+    (storm,) = parse_events("30s fault reset_peer node-1 10s")
+    assert (storm.at, storm.target, storm.fault, storm.duration) == (30.0, "node-1", "reset_peer", 10.0)
 
 
 class FakeCluster:
@@ -84,6 +105,20 @@ class FakeCluster:
     def node_in_balancer(self, node: str) -> bool:
         return node not in getattr(self, "out", set())
 
+    def add_fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("fault", fault["kind"], fault["node"]))
+        self.faults = [*getattr(self, "faults", []), {"name": fault["name"], "node": fault["node"]}]
+        return fault
+
+    def clear_faults(self, *, node: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        self.calls.append(("clear", name, node))
+        gone = [f for f in getattr(self, "faults", []) if f["name"] == name and f["node"] == node]
+        self.faults = [f for f in getattr(self, "faults", []) if f not in gone]
+        return gone
+
+    def balancer_faults(self) -> list[dict[str, Any]]:
+        return list(getattr(self, "faults", []))
+
 
 def test_runner_applies_each_event_and_records_what_it_removed_and_added(tmp_path: Path) -> None:
     cluster = FakeCluster()
@@ -115,3 +150,55 @@ def test_runner_applies_each_event_and_records_what_it_removed_and_added(tmp_pat
     )
     assert records[3].observed == "the balancer has node-1 out of its rotation"
     assert json.loads((tmp_path / "events.jsonl").read_text().splitlines()[0])["label"] == "1s scale app 5"
+
+
+def test_a_fault_is_set_held_for_its_duration_then_cleared_and_recorded_whole(tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cleared = threading.Event()
+    runner = EventRunner(
+        cluster,
+        parse_events("0s fault reset_peer node-1 0.3s"),
+        tmp_path,
+        on_event=lambda r: cleared.set() if "cleared" in (r.observed or "") else None,
+        probe_budget=0,
+    )
+    runner.start()
+    assert cleared.wait(10)
+    assert cluster.calls == [("fault", "reset_peer", "node-1"), ("clear", "timeline-reset_peer", "node-1")]
+    (record,) = read_event_records(tmp_path)
+    assert record.action == "fault" and record.error is None and runner.failure is None
+    assert record.observed.startswith("the balancer holds reset_peer on node-1 for 0.3 s; cleared after")
+    assert 0.25 <= record.ended - record.started < 5  # the record spans the fault
+    assert cluster.balancer_faults() == []
+    runner.stop()
+
+
+def test_a_timeline_stopped_early_clears_its_fault(tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    set_ = threading.Event()
+    runner = EventRunner(
+        cluster, parse_events("0s fault timeout * 1h"), tmp_path, on_event=lambda r: set_.set(), probe_budget=0
+    )
+    runner.start()
+    for _ in range(500):
+        if cluster.balancer_faults():
+            break
+        threading.Event().wait(0.02)
+    assert cluster.balancer_faults()  # set, and an hour to go
+    runner.stop()
+    assert cluster.balancer_faults() == []
+    (record,) = read_event_records(tmp_path)
+    assert record.ended - record.started < 60
+
+
+def test_a_fault_the_balancer_does_not_hold_is_the_harness_failure(tmp_path: Path) -> None:
+    cluster = FakeCluster()
+    cluster.add_fault = lambda fault: fault  # type: ignore[method-assign]  # accepted, never held
+    done = threading.Event()
+    runner = EventRunner(
+        cluster, parse_events("0s fault reset_peer node-2 5s"), tmp_path, on_event=lambda r: done.set(), probe_budget=0
+    )
+    runner.start()
+    assert done.wait(10)
+    runner.stop()
+    assert runner.failure is not None and "does not hold timeline-reset_peer on node-2" in runner.failure

@@ -137,7 +137,7 @@ def check_continuity(sessions: Iterable[SessionRecord], th: Thresholds) -> Check
 def _set_apart(disrupted: int, errors: int, error_samples: list[str]) -> str:
     parts = []
     if disrupted:
-        parts.append(f"{disrupted} disrupted by scaling events")
+        parts.append(f"{disrupted} disrupted by the timeline's events (scaling, faults)")
     if errors:
         first = error_samples[0].split(": ", 1)[-1] if error_samples else ""
         parts.append(f"{errors} never reached a pod (first: {first})")

@@ -78,17 +78,23 @@ def _good(s: SessionRecord) -> bool:
 
 
 def assign_disruption(session: SessionRecord, events: Sequence[EventRecord]) -> bool:
-    """Mark a broken session that was live on a pod an event removed or added; True when this marked it."""
+    """Mark a broken session that was live on a pod an event removed or added, or live while a fault of the
+    balancer was set (a fault breaks connections, not pods: any broken session then, but one a pod answered
+    wrongly or two pods served, which no fault explains); True when this marked it."""
     if session.disrupted_by or not _broken(session):
         return False
     for event in events:
+        live = session.started <= event.ended + SLACK and session.ended >= event.started - SLACK
+        if not live:
+            continue
+        if event.action == "fault":
+            if not session.sticky_failures and len(session.pods) <= 1:
+                session.disrupted_by = event.id
+                return True
+            continue
         # a pod the event removed, or one it added (that clients were remapped to mid-session)
         touched = set(event.removed) | set(event.added)
-        if (
-            touched & set(session.pods)
-            and session.started <= event.ended + SLACK
-            and session.ended >= event.started - SLACK
-        ):
+        if touched & set(session.pods):
             session.disrupted_by = event.id
             return True
     return False

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from harness import interrupts
+from harness.errors import UsageError
 from harness.topology import Topology
 
 __all__ = ["Cluster", "Component", "Pod", "ProcessExit"]
@@ -93,6 +94,19 @@ class Cluster(ABC):
     @abstractmethod
     def set_node_in_balancer(self, node: str, enabled: bool) -> None:
         """Take a node out of the load balancer's rotation, or put it back."""
+
+    def add_fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        """Set a fault in the load balancer's data path (`harness.net.faults.Fault.from_json`'s form); returns it
+        as set. Backends whose balancer is not the harness's refuse, naming why."""
+        raise UsageError("this backend's load balancer is not the harness's: it cannot set balancer faults")
+
+    def clear_faults(self, *, node: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        """Clear the balancer's faults (those of ``node`` and/or named ``name``; all by default); returns them."""
+        raise UsageError("this backend's load balancer is not the harness's: it cannot clear balancer faults")
+
+    def balancer_faults(self) -> list[dict[str, Any]] | None:
+        """The faults the balancer holds now; None when it cannot tell."""
+        return None
 
     def unplanned_exits(self) -> list[ProcessExit]:
         """Processes that exited since the last call without being stopped on purpose. A pod among them is taken

@@ -95,7 +95,7 @@ def test_disrupted_sessions_are_counted_apart_and_not_judged() -> None:
     assert result.figures["judged"] == 5
     assert result.figures["disrupted"] == 1
     assert result.figures["disrupted_by_event"] == {"scale-down app-0": 1}
-    assert "1 disrupted by scaling events" in result.reason
+    assert "1 disrupted by the timeline's events" in result.reason
 
 
 def test_transport_errors_are_reported_but_not_judged() -> None:

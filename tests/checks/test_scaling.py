@@ -74,6 +74,23 @@ def test_broken_sessions_live_on_a_removed_pod_are_disrupted_and_no_others() -> 
     assert broken_later.disrupted_by is None  # long after the event
 
 
+def test_a_fault_excuses_the_breaks_it_explains_and_never_a_wrong_pod_answer() -> None:
+    storm = event("fault", ["app-0", "app-1"], ["app-0", "app-1"], t=100.0)
+    storm.ended = 110.0  # set at 100 s, cleared at 110 s
+    reset = session("a", "app-0", 104.0, 105.0)
+    reset.error = "connection reset by peer"
+    wrong_pod = session("b", None, 104.0, 105.0, broken=True, pods=["app-1"])  # a wrong-pod answer
+    two_pods = session("c", None, 104.0, 105.0, pods=["app-0", "app-1"])
+    two_pods.error = "connection reset by peer"
+    reset_after = session("d", "app-0", 130.0, 131.0)
+    reset_after.error = "connection reset by peer"
+    fine = session("e", "app-1", 104.0, 105.0)
+    assert assign_disruptions([reset, wrong_pod, two_pods, reset_after, fine], [storm]) == 1
+    assert reset.disrupted_by == "e1"  # a reset while the storm was on: the storm's
+    assert wrong_pod.disrupted_by is None and two_pods.disrupted_by is None  # no fault explains another pod
+    assert reset_after.disrupted_by is None and fine.disrupted_by is None
+
+
 def test_minimum_remap_per_kind_of_event() -> None:
     before = {f"c{i}": f"app-{i % 4}" for i in range(40)}  # 10 clients per pod
     assert (

@@ -132,3 +132,30 @@ def test_the_watch_records_an_exit_nobody_asked_for(tmp_path: Path, run_id: str)
         assert watch.exits[-1].blame == HARNESS
         assert watch.failure is not None and "netd exited during the run" in watch.failure
     assert [r.action for r in read_event_records(c.run_dir)] == ["exit", "exit"]
+
+
+def test_one_fault_event_breaks_connections_while_set_and_is_cleared(tmp_path: Path, run_id: str) -> None:
+    with _cluster("nginx-hash", tmp_path, run_id) as c, ProcessWatch(c, c.run_dir) as watch:
+        assert handshake(c.entry_url) is not None  # before: the chain answers
+        runner = EventRunner(c, parse_events("0s fault reset_peer * 3s"), c.run_dir)
+        runner.start()
+        deadline = time.monotonic() + 10
+        while not c.balancer_faults() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [f["name"] for f in c.balancer_faults() or []] == ["timeline-reset_peer"]
+        assert runner._thread is not None
+        runner._thread.join(5)
+        assert not runner._thread.is_alive()  # the events thread is gone; the fault's clearing is still due
+        assert all(handshake(c.entry_url) is None for _ in range(5))  # while set: every connection is reset
+        deadline = time.monotonic() + 10
+        while c.balancer_faults() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert c.balancer_faults() == []
+        assert handshake(c.entry_url) is not None  # after: the chain answers again
+        (record,) = read_event_records(c.run_dir)
+        assert record.action == "fault" and record.error is None and runner.failure is None
+        assert 2.5 <= record.ended - record.started < 8
+        assert "cleared after" in (record.observed or "")
+        _all_alive_and_answering(c)
+        watch.check()
+        assert watch.exits == []

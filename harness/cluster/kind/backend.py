@@ -35,6 +35,7 @@ from harness.cluster.kind.preflight import CommandRunner
 from harness.cluster.local.processes import run_checked, wait_until
 from harness.errors import HarnessError, SetupError, UsageError
 from harness.net import proxyproto
+from harness.net.faults import Fault
 from harness.net.lb import BalancerConfig, Target
 from harness.topology import Topology
 
@@ -133,6 +134,24 @@ class KindCluster(KubeCluster):
         if self.balancer is None:
             raise HarnessError("the cluster is not up: the load-balancer simulator is not running")
         self.balancer.set_enabled(node, enabled)
+
+    def _running_balancer(self) -> BalancerThread:
+        if self.balancer is None:
+            raise HarnessError("the cluster is not up: the load-balancer simulator is not running")
+        return self.balancer
+
+    def add_fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        balancer = self._running_balancer()
+        parsed = Fault.from_json(fault)
+        return balancer.call(lambda: balancer.lb.add_fault(parsed).to_json())
+
+    def clear_faults(self, *, node: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        balancer = self._running_balancer()
+        return balancer.call(lambda: [f.to_json() for f in balancer.lb.clear_faults(node=node, name=name)])
+
+    def balancer_faults(self) -> list[dict[str, Any]] | None:
+        balancer = self._running_balancer()
+        return balancer.call(balancer.lb.faults.to_json)
 
     def status(self) -> dict[str, Any]:
         status = super().status()

@@ -287,6 +287,21 @@ class LocalCluster(Cluster):
         lb = self._control({"op": "snapshot"}, part="lb").get("lb") or {}
         return node not in lb.get("disabled", [])
 
+    def add_fault(self, fault: dict[str, Any]) -> dict[str, Any]:
+        answer = self._control({**fault, "op": "fault"})
+        return dict(answer["fault"])
+
+    def clear_faults(self, *, node: str | None = None, name: str | None = None) -> list[dict[str, Any]]:
+        request: dict[str, Any] = {"op": "clear_faults"}
+        if node is not None:
+            request["node"] = node
+        if name is not None:
+            request["name"] = name
+        return list(self._control(request).get("removed", []))
+
+    def balancer_faults(self) -> list[dict[str, Any]] | None:
+        return list(self._control({"op": "faults"}).get("faults", []))
+
     def harness_faults(self) -> list[str]:
         """A part of the network daemon out of descriptors (its clients would see resets the checks blame on the
         topology), or not answering its control socket twice in a row. Out of descriptors, it may not even take
