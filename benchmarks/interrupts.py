@@ -50,7 +50,9 @@ def after_the_end(outcome: Outcome) -> bool:
 
 def _problems(outcome: Outcome) -> list[str]:
     problems = []
-    if outcome.code != 130:
+    # after its last line, a command may well end with its verdict's code before the Ctrl-C reaches it
+    verdict_code = (outcome.summary or {}).get("exit_code")
+    if outcome.code != 130 and not (after_the_end(outcome) and outcome.code == verdict_code):
         problems.append(f"exit code {outcome.code}")
     if outcome.leftovers:
         problems.append(f"left {outcome.leftovers.describe()}")

@@ -20,6 +20,7 @@ from typing import Any
 
 from harness.checks import CheckResult, Thresholds, compare
 from harness.checks.balance import BalanceTally
+from harness.checks.findings import idle_timeout_finding, read_network
 from harness.checks.scaling import SLACK, assign_disruption, exit_report, hints_for, scaling_report
 from harness.checks.verdict import Tally
 from harness.client.records import SessionRecord, read_run_sessions_by_process
@@ -190,12 +191,15 @@ def judge(
     steady = _SteadyBalance(events) if events else None
     kept: list[SessionRecord] = []
     load_side = 0
+    cut = 0  # broken by a transport error, no wrong-pod answer, no event to explain it
     for name, record in read_run_sessions_by_process(run_dir):
         if is_load_side(name, record):
             load_side += 1
             continue
         assign_disruption(record, timeline)
         tally.add(record)
+        if record.error and record.pods and not record.sticky_failures and record.disrupted_by is None:
+            cut += 1
         if steady is not None:
             steady.add(record)
             kept.append(record.slimmed())
@@ -210,9 +214,13 @@ def judge(
     begin = (meta or {}).get("started")
     unplanned = exit_report(tally.continuity.disrupted, timeline, begin)
     crashes = [u for u in unplanned if u["blame"] != "harness"]
-    ok = outcome.ok and not crashes  # a pod that crashed under load is a finding, whatever the checks say
+    findings = [f for f in (idle_timeout_finding(read_network(run_dir), topology, cut),) if f is not None]
+    # a pod that crashed under load, a balancer that cuts quiet sessions: findings, whatever the checks say
+    ok = outcome.ok and not crashes and not findings
     if crashes:
         outcome = replace(outcome, notes=[*outcome.notes, *(f"UNPLANNED: {u['reading']}" for u in crashes)])
+    if findings:
+        outcome = replace(outcome, notes=[*outcome.notes, *(f"FINDING: {f['reading']}" for f in findings)])
     if converged:
         luck = (
             "the run converged on one pod, so the topology's expected verdict for that luck applies "
@@ -235,6 +243,7 @@ def judge(
         "expected_with_converged": converged,
         "events": scaling_report(kept, events, hints_for(topology)),
         "unplanned": unplanned,
+        "findings": findings,
         "harness_failure": harness_failure,
         "interrupted": signal_name(interrupted) if interrupted is not None else None,
         "checks": {
@@ -283,4 +292,6 @@ def judge(
         text += "\nlatency:\n" + "\n".join(lines)
     if crashes and outcome.ok:
         text += "\nNOT as expected: a pod exited on its own during the run (see UNPLANNED above)"
+    elif findings and outcome.ok:
+        text += "\nNOT as expected: the balancer cut sessions for idleness (see FINDING above)"
     return Judgement(summary=summary, text=text, ok=ok)
