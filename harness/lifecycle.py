@@ -391,7 +391,7 @@ class Run:
                         self._up = False
                         self.cluster.__exit__(None, None, None)
                 finally:
-                    strays = stop_spawned()
+                    strays = stop_spawned(self.run_id)
                     if strays:
                         log.warning("stopped processes the clean-up had missed: %s", ", ".join(strays))
 

@@ -140,3 +140,20 @@ def test_spawned_processes_get_a_raised_open_files_limit(tmp_path: Path) -> None
     hard, own, child = (int(v) for v in out)
     assert own >= min(hard, 1 << 20) and own > 1024
     assert child == own
+
+
+def test_the_last_sweep_stops_what_a_run_left_running_and_only_that_run(tmp_path: Path) -> None:
+    from harness.cluster.local.processes import stop_spawned, stop_together
+
+    mine = spawn("left", ["sleep", "60"], run_id="sweep-a", log_path=tmp_path / "a.log")
+    stopped_on_purpose = spawn("done", ["sleep", "60"], run_id="sweep-a", log_path=tmp_path / "b.log")
+    other = spawn("other", ["sleep", "60"], run_id="sweep-b", log_path=tmp_path / "c.log")
+    try:
+        stopped_on_purpose.stop(grace=1.0)
+        assert mine.alive() and other.alive()
+        assert stop_spawned("sweep-a") == ["left"]  # the one nobody stopped; the stopped one is not news
+        assert not mine.alive() and other.alive()  # another run's process is not this sweep's
+        assert stop_spawned("sweep-a") == []
+    finally:
+        stop_together([mine, other], grace=1.0)
+    assert not other.alive()

@@ -53,7 +53,7 @@ OWNER_ENV = "HARNESS_OWNER_PID"  # the harness process a run's process belongs t
 _PR_SET_PDEATHSIG = 1
 OPEN_FILES_WANTED = 1 << 20  # descriptors a swarm of 10,000 held sessions needs: several per session per process
 T = TypeVar("T")
-_SPAWNED: dict[int, ManagedProcess] = {}  # pid → what `spawn` started for a run in this process
+_SPAWNED: dict[int, tuple[str, ManagedProcess]] = {}  # pid → (run id, what `spawn` started for it here)
 
 
 @functools.cache
@@ -216,17 +216,19 @@ def spawn(
             raise SetupError(f"cannot start {name}: {argv[0]} not found ({exc.strerror})") from exc
         process = ManagedProcess(name, list(argv), log_path, popen.pid, popen)
         if attached:
-            _SPAWNED[popen.pid] = process
+            _SPAWNED[popen.pid] = (run_id, process)
     log.debug("started %s (pid %d): %s", name, popen.pid, " ".join(argv))
     return process
 
 
-def stop_spawned(grace: float = 2.0) -> list[str]:
-    """Stop every process this harness process started for a run (not for ``harness up``) that is still running
-    and was not stopped on purpose: the last clean-up after an interrupt, whatever it cut short. Returns their
-    names."""
+def stop_spawned(run_id: str, grace: float = 2.0) -> list[str]:
+    """Stop every process this harness process started for run ``run_id`` (not for ``harness up``) that is
+    still running and was not stopped on purpose: the last clean-up after an interrupt, whatever it cut short.
+    Returns their names."""
     stopped = []
-    for pid, process in list(_SPAWNED.items()):
+    for pid, (owner, process) in list(_SPAWNED.items()):
+        if owner != run_id:
+            continue
         if process.alive() and not process.stopping:
             process.stop(grace)
             stopped.append(process.name)
