@@ -335,6 +335,12 @@ class Run:
                 log.debug("no network status for an interrupted run: %s", exc)
         if network:
             (self.run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
+        mismatch = None
+        if self._up or not self.owned:
+            try:
+                mismatch = cluster.proxy_mismatch()
+            except Exception as exc:  # the question is the harness's; the verdict stands without the answer
+                log.warning("asking the tier about its PROXY header failed: %s", exc)
         judgement = judge(
             self.run_dir,
             self.spec.topology,
@@ -346,6 +352,7 @@ class Run:
             client_addresses=self.spec.options.client_addresses,
             harness_failure=self.failure() or load_failure,
             interrupted=interrupted,
+            proxy_mismatch=mismatch,
         )
         collect = getattr(cluster, "collect_evidence", None)
         if judgement.exit_code != 0 and collect is not None and interrupted is None:

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.checks import CheckResult, Thresholds, compare
 from harness.checks.balance import BalanceTally
-from harness.checks.findings import idle_timeout_finding, read_network
+from harness.checks.findings import IDLE_TIMEOUT, PROXY_MISMATCH, idle_timeout_finding, read_network
 from harness.checks.scaling import SLACK, assign_disruption, exit_report, hints_for, scaling_report
 from harness.checks.verdict import Tally
 from harness.client.records import SessionRecord, read_run_sessions_by_process
@@ -43,6 +43,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 SUMMARY_SCHEMA = 1
+_FINDING_TEXT = {
+    IDLE_TIMEOUT: "the balancer cut sessions for idleness",
+    PROXY_MISMATCH: "the balancer and the tier disagree on the PROXY header",
+}
 
 
 def default_reports_dir() -> Path:
@@ -160,6 +164,7 @@ def judge(
     client_addresses: str = "unique",
     harness_failure: str | None = None,
     interrupted: int | None = None,
+    proxy_mismatch: str | None = None,
 ) -> Judgement:
     """Read every session record of a run, run the checks, compare with the topology's expected verdict, and
     write ``summary.json`` (and point ``reports/latest`` at the run).
@@ -215,6 +220,8 @@ def judge(
     unplanned = exit_report(tally.continuity.disrupted, timeline, begin)
     crashes = [u for u in unplanned if u["blame"] != "harness"]
     findings = [f for f in (idle_timeout_finding(read_network(run_dir), topology, cut),) if f is not None]
+    if proxy_mismatch is not None:  # seen by the backend, asking the tier pods directly (Cluster.proxy_mismatch)
+        findings.append({"kind": PROXY_MISMATCH, "reading": f"PROXY mismatch: {proxy_mismatch}"})
     # a pod that crashed under load, a balancer that cuts quiet sessions: findings, whatever the checks say
     ok = outcome.ok and not crashes and not findings
     if crashes:
@@ -293,5 +300,5 @@ def judge(
     if crashes and outcome.ok:
         text += "\nNOT as expected: a pod exited on its own during the run (see UNPLANNED above)"
     elif findings and outcome.ok:
-        text += "\nNOT as expected: the balancer cut sessions for idleness (see FINDING above)"
+        text += "\nNOT as expected: " + "; ".join(_FINDING_TEXT[f["kind"]] for f in findings) + " (see FINDING above)"
     return Judgement(summary=summary, text=text, ok=ok)

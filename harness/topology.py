@@ -116,6 +116,14 @@ class Tier(_Model):
     template: str  # path below clusters/templates/
     upstream: Literal["service", "endpoints"]  # through the app's ClusterIP Service, or to pod addresses
     service: ServiceSpec = ServiceSpec()
+    # whether the tier reads a PROXY header: as the balancer sends (the working setup), or regardless of it
+    # ("expect", "none"): a mismatch the harness names (its finding), as users' own configs can have
+    proxy_protocol: Literal["as_balancer", "expect", "none"] = "as_balancer"
+
+    def reads_proxy_protocol(self, balancer_sends: str) -> bool:
+        if self.proxy_protocol == "as_balancer":
+            return balancer_sends != "none"
+        return self.proxy_protocol == "expect"
 
 
 # What ingress-nginx's annotation validation accepts for upstream-hash-by (its parser.NGINXVariable), and a variable.

@@ -232,3 +232,19 @@ def test_a_template_that_does_not_render_names_the_file_and_the_line(
     with pytest.raises(UsageError) as err:
         tier.render_template("undefined.conf.j2", listen_port=80)
     assert "'nothing_here' is undefined (a template has these values: listen_port)" in str(err.value)
+
+
+def test_a_tier_reads_the_proxy_header_as_the_balancer_sends_unless_told_otherwise(tmp_path: Path) -> None:
+    topo = load_topology("nginx-hash")
+    assert topo.tier is not None and topo.tier.proxy_protocol == "as_balancer"
+    assert topo.tier.reads_proxy_protocol("v1") and topo.tier.reads_proxy_protocol("v2")
+    assert not topo.tier.reads_proxy_protocol("none")
+    expect = topo.tier.model_copy(update={"proxy_protocol": "expect"})
+    ignore = topo.tier.model_copy(update={"proxy_protocol": "none"})
+    assert expect.reads_proxy_protocol("none") and not ignore.reads_proxy_protocol("v1")
+    text = (Path(__file__).resolve().parents[1] / "clusters/topologies/nginx-hash.yaml").read_text(encoding="utf-8")
+    wrong = write(tmp_path, text.replace("  upstream: endpoints", "  upstream: endpoints\n  proxy_protocol: maybe"))
+    with pytest.raises(
+        TopologyError, match=r"field tier.proxy_protocol: Input should be 'as_balancer', 'expect' or 'none'"
+    ):
+        load_topology(wrong)

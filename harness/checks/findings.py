@@ -5,6 +5,11 @@ between two pings (a WebSocket between messages, a long-poll waiting for one): s
 lost connection, clients reconnect, and stickiness may well hold throughout, so continuity and affinity say
 nothing. The balancer counts what it closed for idleness (its snapshot, ``network.json``); when it closed any and
 its timeout is below the ping interval, the run has this finding and its verdict differs from the expected one.
+
+A balancer that sends a PROXY header to a tier that does not read one (the tier takes it for the request line and
+answers 400), or a tier that expects one the balancer does not send (nginx logs "broken header" and closes), fails
+every session the same way an outage would; the backend asks the tier pods directly, both ways, at the end of the
+run (`harness.cluster.base.Cluster.proxy_mismatch`), and the finding says which way round it is.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ from typing import Any
 
 from harness.topology import Topology
 
-__all__ = ["IDLE_TIMEOUT", "idle_timeout_finding", "read_network"]
+__all__ = ["IDLE_TIMEOUT", "PROXY_MISMATCH", "idle_timeout_finding", "read_network"]
 
 IDLE_TIMEOUT = "balancer_idle_timeout"
+PROXY_MISMATCH = "proxy_mismatch"  # the balancer's PROXY header and the tier's expectation disagree
 
 
 def read_network(run_dir: Path) -> dict[str, Any] | None:

@@ -108,6 +108,11 @@ class Cluster(ABC):
         """The faults the balancer holds now; None when it cannot tell."""
         return None
 
+    def proxy_mismatch(self) -> str | None:
+        """The balancer's PROXY header and what the tier expects disagree (one sentence naming which way), or
+        None: they agree, or the backend cannot ask."""
+        return None
+
     def unplanned_exits(self) -> list[ProcessExit]:
         """Processes that exited since the last call without being stopped on purpose. A pod among them is taken
         out of its endpoints, as a pod that fails its readiness is. Backends that cannot tell return []."""

@@ -116,6 +116,14 @@ def rejudge(run_dir: Path, *, topology: str | None = None, reports_dir: Path | N
             client_addresses=str(old.get("client_addresses", "unique")),
             harness_failure=old.get("harness_failure"),
             interrupted=signal_number(old.get("interrupted")),
+            proxy_mismatch=next(
+                (
+                    str(f["reading"]).removeprefix("PROXY mismatch: ")
+                    for f in old.get("findings") or []
+                    if f.get("kind") == "proxy_mismatch"
+                ),
+                None,
+            ),
         )
     return judgement.summary
 

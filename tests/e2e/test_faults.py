@@ -115,3 +115,36 @@ def test_the_same_quiet_sessions_behind_a_longer_idle_timeout_are_not_cut(e2e_re
     network = json.loads((Path(summary["report_dir"]) / "network.json").read_text(encoding="utf-8"))
     assert sum(n["idle_closed"] for n in network["lb"]["nodes"].values()) == 0
     assert summary["checks"]["continuity"]["measured"] == "pass"
+
+
+def _proxy_topology(balancer: str, tier: str) -> Topology:
+    topology = load_topology("nginx-hash")
+    lb = topology.load_balancer.model_copy(update={"proxy_protocol": balancer})
+    assert topology.tier is not None
+    tier_model = topology.tier.model_copy(update={"proxy_protocol": tier})
+    return topology.model_copy(update={"load_balancer": lb, "tier": tier_model, "name": f"nginx-hash-pp-{tier}"})
+
+
+@pytest.mark.parametrize(
+    ("balancer", "tier", "reading"),
+    [
+        ("v1", "none", "the balancer sends PROXY v1 headers the tier does not read"),
+        ("none", "expect", "the tier expects a PROXY header the balancer does not send"),
+    ],
+    ids=["balancer-sends-tier-ignores", "tier-expects-balancer-omits"],
+)
+def test_a_proxy_header_mismatch_is_named_whichever_way_round(
+    e2e_reports_dir: Path, balancer: str, tier: str, reading: str
+) -> None:
+    summary = swarm(_proxy_topology(balancer, tier), e2e_reports_dir, 5, users=10)
+    (finding,) = summary["findings"]
+    assert finding["kind"] == "proxy_mismatch" and reading in finding["reading"]
+    if tier == "expect":
+        assert 'nginx logged: "' in finding["reading"] and "broken header" in finding["reading"]
+    assert summary["sessions"] > 0 and summary["checks"]["continuity"]["figures"]["errors"] == summary["sessions"]
+    assert summary["verdict"] == "differs from expected" and summary["exit_code"] == 1
+
+
+def test_a_matching_proxy_header_is_no_finding(e2e_reports_dir: Path) -> None:
+    summary = swarm(_proxy_topology("v1", "expect"), e2e_reports_dir, 5, users=10)
+    assert summary["findings"] == [] and summary["checks"]["continuity"]["measured"] == "pass"

@@ -170,7 +170,7 @@ def render_tier_config(topology: Topology, servers: Sequence[tuple[str, str]]) -
         pod_name=files.pod_name,
         listen_addr="",
         listen_port=TIER_PORT,
-        proxy_protocol=topology.load_balancer.proxy_protocol != "none",
+        proxy_protocol=tier.reads_proxy_protocol(topology.load_balancer.proxy_protocol),
         upstreams=[address for _, address in servers],
         servers=[{"name": name, "address": address} for name, address in servers],
         prefix="",

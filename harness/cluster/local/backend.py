@@ -109,6 +109,14 @@ class _ProxiedConnection(http.client.HTTPConnection):
         self.sock.sendall(self.header)
 
 
+def _first_line_with(path: Path, text: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return next((line.strip()[:300] for line in fh if text in line), None)
+    except OSError:
+        return None
+
+
 def tier_handshake(pod: Pod, proxy_protocol: str, timeout: float = 1.0) -> bool:
     """One handshake sent straight to a tier pod (with the PROXY header the balancer would send): True on a 200."""
     src, sport = "127.240.255.1", 40000
@@ -199,13 +207,17 @@ class LocalCluster(Cluster):
                 self._start_tier_pod()
             self._wait_tier_ready(self.tier_pods)
         self._start_netd()
-        wait_until(
-            lambda: handshake(self.entry_url) is not None,
-            timeout=READY_TIMEOUT,
-            what=f"a handshake through the load balancer at {self.entry_url}",
-            interval=0.1,
-            on_fail=self._diagnostics,
-        )
+        mismatch = self.proxy_mismatch()
+        if mismatch is not None:  # no handshake can pass the entry: the run goes on, and its verdict names why
+            log.warning("the entry cannot answer: %s", mismatch)
+        else:
+            wait_until(
+                lambda: handshake(self.entry_url) is not None,
+                timeout=READY_TIMEOUT,
+                what=f"a handshake through the load balancer at {self.entry_url}",
+                interval=0.1,
+                on_fail=self._diagnostics,
+            )
         self.save_state()
         log.info("cluster %s up: %s", self.run_id, self.entry_url)
 
@@ -342,7 +354,39 @@ class LocalCluster(Cluster):
     def pod_answers(self, pod: Pod) -> bool | None:
         if pod.component == "app":
             return handshake(f"http://{pod.address}:{pod.port}", timeout=1.0) is not None
-        return tier_handshake(pod, self.topology.load_balancer.proxy_protocol)
+        return tier_handshake(pod, self._tier_header())
+
+    def _tier_header(self) -> str:
+        """The PROXY header the tier reads (what its pods are probed with): the balancer's, or its own choice."""
+        tier = self.topology.proxy_tier
+        sends = self.topology.load_balancer.proxy_protocol
+        if tier is None or not tier.reads_proxy_protocol(sends):
+            return "none"
+        return sends if sends != "none" else "v1"
+
+    def proxy_mismatch(self) -> str | None:
+        """The balancer's PROXY header and the tier's expectation disagree: asked directly, a tier pod answers a
+        handshake sent the other way but not one sent as the balancer sends it. None when they agree."""
+        tier = self.topology.proxy_tier
+        if tier is None:
+            return None
+        sends = self.topology.load_balancer.proxy_protocol
+        other = "none" if sends != "none" else "v1"
+        for pod in self.pods("tier"):
+            if tier_handshake(pod, sends) or not tier_handshake(pod, other):
+                continue
+            log = _first_line_with(self.run_dir / "pods" / pod.name / "error.log", "broken header")
+            seen = f'; nginx logged: "{log}"' if log else ""
+            if sends == "none":
+                return (
+                    f"the tier expects a PROXY header the balancer does not send (load_balancer.proxy_protocol: none): "
+                    f"{pod.name} answers a handshake only with one{seen}"
+                )
+            return (
+                f"the balancer sends PROXY {sends} headers the tier does not read: {pod.name} answers a handshake only "
+                "without one (it takes the header for the request line)"
+            )
+        return None
 
     def unplanned_exits(self) -> list[ProcessExit]:
         """Processes gone without being stopped; a pod among them leaves its endpoints (not ready), as kubelet
@@ -504,7 +548,7 @@ class LocalCluster(Cluster):
             address=pod.address,
             port=pod.port,
             template=tier.template,
-            proxy_protocol=self.topology.load_balancer.proxy_protocol != "none",
+            proxy_protocol=tier.reads_proxy_protocol(self.topology.load_balancer.proxy_protocol),
             pod_dir=self.run_dir / "pods" / pod.name,
             run_id=self.run_id,
             attached=attached,
