@@ -20,7 +20,7 @@ STORM = "6s fault reset_peer * 4s"
 
 
 def test_a_reset_storm_is_named_and_not_blamed_on_a_sticky_topology(e2e_reports_dir: Path) -> None:
-    summary = swarm("nginx-hash", e2e_reports_dir, 18, events=STORM, session_length=3.0, calls=2, users=30)
+    summary = swarm("nginx-hash", e2e_reports_dir, 14, events=STORM, session_length=3.0, calls=2, users=30)
     (event,) = summary["events"]
     assert event["error"] is None and "the balancer holds reset_peer on every node" in event["observed"]
     assert 3.5 <= event["duration_s"] <= 8  # the record spans the storm, set to cleared
@@ -36,7 +36,7 @@ def test_a_reset_storm_is_named_and_not_blamed_on_a_sticky_topology(e2e_reports_
 
 
 def test_negative_control_a_reset_storm_does_not_hide_a_topology_without_affinity(e2e_reports_dir: Path) -> None:
-    summary = swarm("no-affinity", e2e_reports_dir, 18, events=STORM, session_length=3.0, calls=2, users=30)
+    summary = swarm("no-affinity", e2e_reports_dir, 14, events=STORM, session_length=3.0, calls=2, users=30)
     (event,) = summary["events"]
     assert event["error"] is None and event["disrupted_sessions"] > 0
     continuity = summary["checks"]["continuity"]
@@ -75,9 +75,9 @@ def test_an_app_pod_crashing_mid_session_is_named_and_its_sessions_are_the_crash
     import time
 
     killed: list[int] = []
-    killer = threading.Thread(target=_kill_app_pod_when_it_serves, args=("app-1", 7.0, time.time() - 1, killed))
+    killer = threading.Thread(target=_kill_app_pod_when_it_serves, args=("app-1", 6.0, time.time() - 1, killed))
     killer.start()
-    summary = swarm("nginx-hash", e2e_reports_dir, 16, session_length=4.0, calls=2, users=30)
+    summary = swarm("nginx-hash", e2e_reports_dir, 13, session_length=4.0, calls=2, users=30)
     killer.join()
     assert killed  # it was alive, serving, when it was killed
     (crash,) = summary["unplanned"]
@@ -98,7 +98,7 @@ def _idle_topology(idle_timeout: float) -> Topology:
 
 def test_a_balancer_idle_timeout_below_the_ping_interval_is_named(e2e_reports_dir: Path) -> None:
     # sessions of 10 s with one call: quiet for seconds between it and the pings every 8 s
-    summary = swarm(_idle_topology(3.0), e2e_reports_dir, 18, session_length=10.0, calls=1, users=20)
+    summary = swarm(_idle_topology(3.0), e2e_reports_dir, 14, session_length=10.0, calls=1, users=20)
     (finding,) = summary["findings"]
     assert finding["kind"] == "balancer_idle_timeout" and finding["idle_closed"] > 0
     assert finding["idle_timeout_s"] == 3.0 and finding["ping_interval_s"] == 8.0
@@ -109,7 +109,7 @@ def test_a_balancer_idle_timeout_below_the_ping_interval_is_named(e2e_reports_di
 
 
 def test_the_same_quiet_sessions_behind_a_longer_idle_timeout_are_not_cut(e2e_reports_dir: Path) -> None:
-    summary = swarm(_idle_topology(60.0), e2e_reports_dir, 18, session_length=10.0, calls=1, users=20)
+    summary = swarm(_idle_topology(60.0), e2e_reports_dir, 14, session_length=10.0, calls=1, users=20)
     assert summary["findings"] == []
     assert summary["session_length_s"] == 10.0  # the same quiet sessions: they could have been cut
     network = json.loads((Path(summary["report_dir"]) / "network.json").read_text(encoding="utf-8"))

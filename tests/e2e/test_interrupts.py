@@ -16,9 +16,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("local_only")]
 RUN = ["run", "--topology", "haproxy-cookie", "--users", "40", "--duration", "20s", "--events", "5s scale app 5"]
 
 
-def _run(tmp_path: Path, at: float, **kwargs: object) -> Outcome:
+def _run(tmp_path: Path, at: float, run: list[str] = RUN, **kwargs: object) -> Outcome:
     reports = tmp_path / "reports"
-    return interrupt([*HARNESS, *RUN, "--reports-dir", str(reports)], at, reports_dir=reports, **kwargs)  # type: ignore[arg-type]
+    return interrupt([*HARNESS, *run, "--reports-dir", str(reports)], at, reports_dir=reports, **kwargs)  # type: ignore[arg-type]
 
 
 def _stopped_cleanly(outcome: Outcome, code: int = 130, signal: str = "SIGINT") -> None:
@@ -57,7 +57,8 @@ def test_ctrl_c_just_after_an_event_fired(tmp_path: Path) -> None:
 
 
 def test_ctrl_c_while_judging(tmp_path: Path) -> None:
-    outcome = _run(tmp_path, 0.0, after=r"^swarm over: judging")
+    short = ["run", "--topology", "haproxy-cookie", "--users", "20", "--duration", "4s"]  # to the judging, soon
+    outcome = _run(tmp_path, 0.0, short, after=r"^swarm over: judging")
     _stopped_cleanly(outcome)
     assert outcome.summary is not None and outcome.summary["interrupted"] == "SIGINT"
 
