@@ -248,3 +248,16 @@ def test_a_tier_reads_the_proxy_header_as_the_balancer_sends_unless_told_otherwi
         TopologyError, match=r"field tier.proxy_protocol: Input should be 'as_balancer', 'expect' or 'none'"
     ):
         load_topology(wrong)
+
+
+def test_a_missing_proxy_binary_names_its_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.cluster.local import tier
+    from harness.errors import SetupError
+
+    monkeypatch.setattr(tier.shutil, "which", lambda name: None)
+    monkeypatch.setattr(tier.os.path, "exists", lambda path: False)
+    for kind, package in (("nginx", "nginx"), ("haproxy", "haproxy")):
+        with pytest.raises(SetupError) as err:
+            tier.find_binary(tier.PROXIES[kind])
+        message = str(err.value)
+        assert f"{kind} is not installed" in message and "apt-get install" in message and package in message
