@@ -38,6 +38,7 @@ __all__ = [
     "requested",
     "signal_name",
     "signal_number",
+    "signal_of",
     "stopping",
 ]
 
@@ -87,15 +88,20 @@ def signal_number(name: object) -> int | None:
         return int(signal.SIGINT)  # a name this Python does not know: still an interrupted run
 
 
+def signal_of(exc: BaseException) -> int:
+    """The signal an interrupt stands for: its own, SIGINT for a plain KeyboardInterrupt."""
+    return exc.signum if isinstance(exc, Interrupted) else int(signal.SIGINT)
+
+
 def exit_code(exc: BaseException) -> int:
     """The exit code for an interrupted run: 128 + the signal (130 for a plain KeyboardInterrupt)."""
-    return exc.exit_code if isinstance(exc, Interrupted) else 128 + signal.SIGINT
+    return 128 + signal_of(exc)
 
 
 def interrupted_line(exc: BaseException) -> str:
     """The one line an interrupted command prints: which signal, that everything is stopped, what was kept
     (`harness.lifecycle.Run.stop_interrupted` puts the summary's path and its sessions on the exception)."""
-    what = signal_name(getattr(exc, "signum", signal.SIGINT))
+    what = signal_name(signal_of(exc))
     line = f"interrupted ({what}): everything this run started has been stopped"
     summary = getattr(exc, "summary_path", None)
     if summary is not None:

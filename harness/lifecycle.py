@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import secrets
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -325,8 +324,9 @@ class Run:
             self.echo("swarm over: judging the run and writing its report")
         cluster = self.cluster
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        reachable = self._up or not self.owned  # an interrupt may have come before the cluster was up
         network = None
-        if self._up or not self.owned:
+        if reachable:
             try:
                 network = cluster.status().get("network")
             except Exception as exc:  # the cluster was cut short mid-bring-up: the summary matters more
@@ -336,7 +336,7 @@ class Run:
         if network:
             (self.run_dir / "network.json").write_text(json.dumps(network, indent=2), encoding="utf-8")
         mismatch = None
-        if self._up or not self.owned:
+        if reachable:
             try:
                 mismatch = cluster.proxy_mismatch()
             except Exception as exc:  # the question is the harness's; the verdict stands without the answer
@@ -345,7 +345,7 @@ class Run:
             self.run_dir,
             self.spec.topology,
             backend=self.spec.backend.name,
-            pods=[p.name for p in cluster.pods("app")] if self._up or not self.owned else [],
+            pods=[p.name for p in cluster.pods("app")] if reachable else [],
             removed_pods=list(getattr(cluster, "removed_pods", [])),
             meta=self.meta(),
             reports_dir=self.spec.reports_dir,
@@ -368,17 +368,20 @@ class Run:
         """After Ctrl-C or SIGTERM: write what was measured so far, marked interrupted, and stop everything this
         run started. Further signals meanwhile are noted, not obeyed (`harness.interrupts.stopping`). The
         summary's path goes on the exception, for the one line the command prints."""
-        signum = getattr(exc, "signum", int(signal.SIGINT))
         with interrupts.stopping():
             try:
-                judgement = self.finish(interrupted=signum)
+                judgement = self.finish(interrupted=interrupts.signal_of(exc))
             except Exception as failure:  # the clean-up below matters more than the summary
                 log.warning("the interrupted run's summary could not be written: %s", failure)
             else:
-                exc.summary_path = self.run_dir / "summary.json"  # type: ignore[attr-defined]
-                exc.sessions = judgement.summary["sessions"]  # type: ignore[attr-defined]
+                self._tell(exc, judgement.summary)
             finally:
                 self.close()
+
+    def _tell(self, exc: BaseException, summary: dict[str, Any]) -> None:
+        """Put the interrupted run's summary on the exception, for the one line the command prints."""
+        exc.summary_path = self.run_dir / "summary.json"  # type: ignore[attr-defined]
+        exc.sessions = summary["sessions"]  # type: ignore[attr-defined]
 
     def close(self) -> None:
         """Stop what this run started; take the cluster down if this run brought it up. A signal meanwhile is
@@ -572,9 +575,7 @@ def execute(spec: RunSpec, *, echo: Echo = print) -> Judgement:
         else:
             with interrupts.stopping():
                 run.close()
-                mark_interrupted(run.run_dir, getattr(exc, "signum", int(signal.SIGINT)))
-                exc.summary_path = run.run_dir / "summary.json"  # type: ignore[attr-defined]
-                exc.sessions = judgement.summary["sessions"]  # type: ignore[attr-defined]
+                run._tell(exc, mark_interrupted(run.run_dir, interrupts.signal_of(exc)))
         raise
     finally:
         run.close()
