@@ -144,11 +144,16 @@ class Judgement:
 
     @property
     def exit_code(self) -> int:
-        if self.interrupted is not None:
-            return 128 + self.interrupted
-        if self.harness_failure is not None:
-            return 2
-        return 0 if self.ok else 1
+        return _exit_code(self.ok, self.harness_failure, self.interrupted)
+
+
+def _exit_code(ok: bool, harness_failure: str | None, interrupted: int | None) -> int:
+    """128 + the signal for an interrupted run, 2 for one not judged, 0 as expected, 1 not."""
+    if interrupted is not None:
+        return 128 + interrupted
+    if harness_failure:
+        return 2
+    return 0 if ok else 1
 
 
 def judge(
@@ -266,7 +271,7 @@ def judge(
         "latency_ms": latency,
         "load": load_section,
         "verdict": _verdict_word(ok, harness_failure, interrupted),
-        "exit_code": 128 + interrupted if interrupted is not None else 2 if harness_failure else 0 if ok else 1,
+        "exit_code": _exit_code(ok, harness_failure, interrupted),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     from harness.report import write_report
