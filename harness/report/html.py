@@ -100,9 +100,7 @@ def load_run(run_dir: Path) -> RunData:
     events = read_event_records(run_dir)
     sessions = _RunSessions(run_dir, events)
     tl = timeline(sessions, events, pods=summary.get("pods", []))
-    moves = event_moves((s.slimmed() for s in sessions), events) if any(e.planned for e in events) else []
-    if not moves:
-        moves = [EventMoves(e.id, e.label, list(e.removed), list(e.added), {}) for e in events]
+    moves = event_moves((s.slimmed() for s in sessions), events)  # reads the records only for planned events
     problems = list(sessions.skipped.values())
     try:
         latency = read_latency_series(run_dir)
