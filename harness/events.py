@@ -282,8 +282,7 @@ class EventRunner:
         timer.cancel()
         try:
             self.cluster.clear_faults(node=request["node"], name=request["name"])
-            still = [f for f in self.cluster.balancer_faults() or [] if f.get("name") == request["name"]]
-            if any(f.get("node") == request["node"] for f in still):
+            if self._holds(request):
                 raise NotDone(f"the balancer still holds {request['name']} on {request['node']}")
         except Exception as exc:
             log.warning("clearing the fault of %s failed: %s", record.label, exc)
@@ -297,12 +296,16 @@ class EventRunner:
         if self.on_event is not None:
             self.on_event(record)
 
+    def _holds(self, request: dict[str, Any]) -> bool:
+        """Whether the balancer holds the fault of ``request`` (by name and node) now."""
+        held = self.cluster.balancer_faults() or []
+        return any(f.get("name") == request["name"] and f.get("node") == request["node"] for f in held)
+
     def _apply_fault(self, event: Event) -> str:
         """Set the event's fault; what was seen of it: the balancer holds it."""
         request = event.fault_request()
         self.cluster.add_fault(request)
-        held = [f for f in self.cluster.balancer_faults() or [] if f.get("name") == request["name"]]
-        if not any(f.get("node") == request["node"] for f in held):
+        if not self._holds(request):
             raise NotDone(f"the balancer does not hold {request['name']} on {request['node']} after setting it")
         where = "every node" if event.target == "*" else event.target
         return f"the balancer holds {event.fault} on {where} for {event.duration:g} s"
