@@ -156,6 +156,7 @@ def test_sigkill_of_the_harness_takes_its_processes_with_it(tmp_path: Path) -> N
 def test_processes_an_earlier_run_left_are_named_by_the_next_run_and_reaped(tmp_path: Path) -> None:
     import os
     import subprocess
+    import time
 
     from harness.cluster.local.processes import find_orphans
 
@@ -164,6 +165,9 @@ def test_processes_an_earlier_run_left_are_named_by_the_next_run_and_reaped(tmp_
     env = dict(os.environ, HARNESS_RUN_ID="20200101-000000-left-behind-abcd", HARNESS_OWNER_PID=str(gone.pid))
     left = subprocess.Popen(["sleep", "120"], env=env, start_new_session=True)
     try:
+        deadline = time.monotonic() + 10  # until the child has exec'd, /proc shows the parent's environment
+        while left.pid not in find_orphans() and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert left.pid in find_orphans()
         reports = tmp_path / "reports"
         run = [*HARNESS, "run", "--topology", "nginx-hash", "--users", "5", "--duration", "2s"]
@@ -179,3 +183,4 @@ def test_processes_an_earlier_run_left_are_named_by_the_next_run_and_reaped(tmp_
     finally:
         if left.poll() is None:
             left.kill()
+            left.wait()
